@@ -1,0 +1,3 @@
+"""tokenroute: a self-hostable, OpenAI-compatible LLM API gateway."""
+
+__version__ = "0.1.0"

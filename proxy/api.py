@@ -1,0 +1,157 @@
+"""The OpenAI-compatible `/v1` surface: parse, call down, render.
+
+A chat request flows: key -> body -> catalog -> relay -> usage row. Errors are
+`GatewayError`s rendered by the app's error handler in OpenAI's envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import trio
+from quart import Blueprint, Response, g, request
+
+from .catalog import Catalog, Model
+from .chat import ChatRequest, parse_chat_request
+from .errors import BadRequest, GatewayError, NotFound
+from .metering import Outcome
+from .relay import UpstreamStream
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+STREAM_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
+CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
+
+
+def v1_blueprint(gw: Gateway) -> Blueprint:
+    bp = Blueprint("v1", __name__, url_prefix="/v1")
+    models_body = models_payload(gw.catalog)
+
+    @bp.get("/models")
+    async def list_models() -> Response:
+        await gw.auth.authenticate(request.headers.get("authorization"))
+        return Response(models_body, content_type="application/json")
+
+    @bp.get("/models/<path:model_id>")
+    async def get_model(model_id: str) -> Response:
+        await gw.auth.authenticate(request.headers.get("authorization"))
+        model = gw.catalog.get(model_id)
+        if model is None:
+            raise unknown_model(model_id)
+        return Response(orjson.dumps(model_entry(model)), content_type="application/json")
+
+    @bp.post("/chat/completions")
+    async def chat_completions() -> Response:
+        started = trio.current_time()
+        key = await gw.auth.authenticate(request.headers.get("authorization"))
+        chat = parse_chat_request(await json_body())
+        model = gw.catalog.get(chat.model)
+        if model is None:
+            raise unknown_model(chat.model)
+        outcome = Outcome(
+            request_id=g.request_id,
+            key=key,
+            requested_model=chat.model,
+            model=model,
+            stream=chat.stream,
+            started=started,
+            messages=chat.messages,
+        )
+        headers = {"x-tokenroute-model": model.id, "x-tokenroute-provider": model.provider}
+        if chat.stream:
+            return await _stream(gw, chat, model, outcome, headers)
+        try:
+            completion = await gw.relay.complete(chat, model)
+        except GatewayError as exc:
+            await _failed(gw, outcome, exc.status, exc.message)
+            raise
+        except trio.Cancelled:
+            await _failed(gw, outcome, CLIENT_CLOSED, "the client went away")
+            raise
+        outcome.usage, outcome.output_text = completion.usage, completion.output_text
+        outcome.first_byte_at = trio.current_time()
+        await gw.meter.record(outcome)
+        return Response(completion.body, content_type="application/json", headers=headers)
+
+    return bp
+
+
+async def _stream(
+    gw: Gateway, chat: ChatRequest, model: Model, outcome: Outcome, headers: dict[str, str]
+) -> Response:
+    try:
+        upstream = await gw.relay.open_stream(chat, model)
+    except GatewayError as exc:
+        await _failed(gw, outcome, exc.status, exc.message)
+        raise
+    except trio.Cancelled:
+        await _failed(gw, outcome, CLIENT_CLOSED, "the client went away")
+        raise
+    response = Response(_relay(gw, upstream, outcome), headers={**STREAM_HEADERS, **headers})
+    response.timeout = None  # our own per-provider timeouts apply, not Quart's
+    return response
+
+
+async def _relay(gw: Gateway, upstream: UpstreamStream, outcome: Outcome) -> AsyncIterator[bytes]:
+    """Yield each event as it arrives; record usage however the stream ends."""
+    try:
+        async for chunk in upstream.events():
+            yield chunk
+    except BaseException as exc:
+        gone = isinstance(exc, trio.Cancelled | GeneratorExit)
+        outcome.status = CLIENT_CLOSED if gone else 500
+        outcome.error = "the client went away" if outcome.status == CLIENT_CLOSED else repr(exc)
+        raise
+    finally:
+        state = upstream.state
+        if state.error is not None and outcome.status == 200:
+            outcome.status, outcome.error = state.error.status, state.error.message
+        outcome.usage, outcome.output_text = state.usage, state.output_text
+        outcome.first_byte_at = upstream.first_byte_at
+        await gw.meter.record(outcome)
+
+
+async def _failed(gw: Gateway, outcome: Outcome, status: int, message: str) -> None:
+    outcome.status, outcome.error = status, message
+    await gw.meter.record(outcome)
+
+
+async def json_body() -> Any:
+    data = await request.get_data(cache=False)
+    if not data:
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+def unknown_model(model_id: str) -> GatewayError:
+    return NotFound(
+        f"the model {model_id!r} does not exist or is not enabled here; "
+        "list the available models with GET /v1/models",
+        param="model",
+    )
+
+
+def model_entry(model: Model) -> dict[str, object]:
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": model.provider,
+        "pricing": model.pricing(),
+        "context_length": model.context_length,
+    }
+
+
+def models_payload(catalog: Catalog) -> bytes:
+    entries = sorted((model_entry(m) for m in catalog.listed()), key=lambda e: str(e["id"]))
+    return orjson.dumps({"object": "list", "data": entries})

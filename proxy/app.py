@@ -1,0 +1,133 @@
+"""The app factory: build every service once from the settings, wire the blueprints.
+
+Nothing happens at import time. Background tasks (the store's writer) run in
+the app's nursery from `before_serving`; `after_serving` lets the writer commit
+everything queued (usage rows of cancelled streams included) before it closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .auth import KeyAuth
+from .catalog import Catalog, build_catalog
+from .config import Settings
+from .errors import GatewayError, InternalError, NotFound, PayloadTooLarge, envelope
+from .metering import Meter
+from .providers.base import Adapter
+from .providers.openai import OpenAIAdapter
+from .relay import Relay
+from .store import Store
+from .tokens import TokenCounter
+
+log = logging.getLogger("tokenroute")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass
+class Gateway:
+    """Every service, built once; handlers reach them through this."""
+
+    settings: Settings
+    store: Store
+    auth: KeyAuth
+    catalog: Catalog
+    relay: Relay
+    meter: Meter
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    store = Store(settings.db_path)
+    adapters: dict[str, Adapter] = {p.name: OpenAIAdapter(p.name) for p in settings.providers}
+    return Gateway(
+        settings=settings,
+        store=store,
+        auth=KeyAuth(store, settings.key_cache_seconds),
+        catalog=build_catalog(settings),
+        relay=Relay({p.name: p for p in settings.providers}, adapters),
+        meter=Meter(store, TokenCounter()),
+    )
+
+
+def create_app(settings: Settings) -> QuartTrio:
+    from .api import v1_blueprint
+    from .health import health_blueprint
+
+    gw = build_gateway(settings)
+    app = QuartTrio("tokenroute")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        RESPONSE_TIMEOUT=None,  # long streams are bounded by our own upstream timeouts
+        BODY_TIMEOUT=60,
+        BACKGROUND_TASK_SHUTDOWN_TIMEOUT=60,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
+    app.extensions["tokenroute"] = gw
+
+    @app.before_serving
+    async def start_services() -> None:
+        await app.nursery.start(gw.store.run)
+        gw.relay.open()
+
+    @app.after_serving
+    async def stop_services() -> None:
+        await gw.relay.aclose()
+        gw.store.close()
+        await gw.store.wait_stopped()
+
+    @app.before_request
+    async def assign_request_id() -> None:
+        given = request.headers.get("x-request-id", "")
+        g.request_id = given if _REQUEST_ID.match(given) else "req_" + secrets.token_hex(12)
+
+    @app.after_request
+    async def echo_request_id(response: Response) -> Response:
+        response.headers["x-request-id"] = g.get("request_id", "")
+        return response
+
+    @app.errorhandler(GatewayError)
+    async def gateway_error(error: GatewayError) -> Response:
+        return _error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        if error.code == 413:
+            return _error_response(
+                PayloadTooLarge(f"the request body is over {settings.max_body_bytes} bytes")
+            )
+        if error.code == 404:
+            return _error_response(NotFound(f"no route for {request.method} {request.path}"))
+        wrapped = GatewayError(error.description or error.name)
+        wrapped.status, wrapped.type = error.code or 500, "invalid_request_error"
+        return _error_response(wrapped)
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.exception(
+            "unhandled error in %s %s (%s)", request.method, request.path, g.get("request_id")
+        )
+        return _error_response(
+            InternalError(f"internal error; quote request id {g.get('request_id', '')}")
+        )
+
+    app.register_blueprint(health_blueprint(gw))
+    app.register_blueprint(v1_blueprint(gw))
+    return app
+
+
+def gateway_of(app: QuartTrio) -> Gateway:
+    return app.extensions["tokenroute"]  # type: ignore[no-any-return]
+
+
+def _error_response(error: GatewayError) -> Response:
+    response = Response(envelope(error), status=error.status, content_type="application/json")
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response

@@ -1,0 +1,210 @@
+"""The model catalog: `provider/model` ids, prices and context lengths.
+
+Prices come from the `genai-prices` package, resolved once when the catalog is
+built; the operator's config can add models, override a price or context length,
+add a markup, or hide a model. Prices are held as integer pico-USD per token with
+the markup already applied, so costing a request is integer arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from genai_prices import data_snapshot
+from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
+
+from .chat import Usage
+from .config import ModelSettings, ProviderSettings, Settings
+from .money import pico_to_units, rate_from_usd_per_mtok, usd_per_mtok_from_rate
+
+# The common models listed for each built-in provider when its key is set.
+BUILTIN_MODELS: dict[str, tuple[str, ...]] = {
+    "openai": (
+        "gpt-4o-mini",
+        "gpt-4o",
+        "gpt-4.1",
+        "gpt-4.1-mini",
+        "gpt-4.1-nano",
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "o3",
+        "o4-mini",
+    ),
+    "deepseek": ("deepseek-chat", "deepseek-reasoner"),
+    "mistral": (
+        "mistral-large-2512",
+        "mistral-medium-latest",
+        "mistral-small-latest",
+        "codestral-latest",
+    ),
+}
+# Context windows genai-prices does not carry.
+CONTEXT_FALLBACK: dict[str, int] = {
+    "mistral-medium-latest": 131072,
+    "mistral-small-latest": 131072,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """pico-USD per token."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    base: Rates
+    # (start, rates): when the prompt has more than `start` tokens, all tokens use `rates`.
+    tiers: tuple[tuple[int, Rates], ...] = ()
+
+    def rates_for(self, prompt_tokens: int) -> Rates:
+        for start, rates in reversed(self.tiers):
+            if prompt_tokens > start:
+                return rates
+        return self.base
+
+    def cost(self, usage: Usage) -> int:
+        """Cost in money units, rounded up once per request."""
+        rates = self.rates_for(usage.prompt_tokens)
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        pico = (
+            (usage.prompt_tokens - cached) * rates.input
+            + cached * (rates.cache_read or rates.input)
+            + usage.completion_tokens * rates.output
+        )
+        return pico_to_units(pico)
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str  # provider/model
+    provider: str
+    upstream_id: str
+    price: Price
+    context_length: int | None
+    hidden: bool = False
+
+    def pricing(self) -> dict[str, str]:
+        """USD per 1M tokens, as strings."""
+        return {
+            "input": usd_per_mtok_from_rate(self.price.base.input),
+            "output": usd_per_mtok_from_rate(self.price.base.output),
+            "cache_read": usd_per_mtok_from_rate(self.price.base.cache_read),
+            "unit": "USD per 1M tokens",
+        }
+
+
+class Catalog:
+    def __init__(self, models: Iterable[Model]) -> None:
+        self._models = {m.id: m for m in models}
+
+    def get(self, model_id: str) -> Model | None:
+        """A servable model, or None (unknown, hidden, or its provider is disabled)."""
+        model = self._models.get(model_id)
+        return None if model is None or model.hidden else model
+
+    def listed(self) -> list[Model]:
+        return [m for m in self._models.values() if not m.hidden]
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+def build_catalog(settings: Settings, now: datetime | None = None) -> Catalog:
+    now = now or datetime.now(tz=UTC)
+    overrides = {m.id: m for m in settings.models}
+    models: dict[str, Model] = {}
+    for provider in settings.providers:
+        names = list(BUILTIN_MODELS.get(provider.name, ())) + list(provider.models)
+        names += [
+            m.id.split("/", 1)[1] for m in settings.models if m.id.startswith(f"{provider.name}/")
+        ]
+        for name in dict.fromkeys(names):
+            model_id = f"{provider.name}/{name}"
+            models[model_id] = _model(provider, name, overrides.get(model_id), settings.markup, now)
+    return Catalog(models.values())
+
+
+def _model(
+    provider: ProviderSettings,
+    name: str,
+    override: ModelSettings | None,
+    markup: Decimal,
+    now: datetime,
+) -> Model:
+    upstream_id = (override.upstream_id if override else None) or name
+    info = _genai_model(provider.name, upstream_id)
+    price = _price(info.get_prices(now) if info else None, override, markup)
+    context = (
+        (override.context_length if override else None)
+        or (info.context_window if info else None)
+        or CONTEXT_FALLBACK.get(upstream_id)
+    )
+    return Model(
+        id=f"{provider.name}/{name}",
+        provider=provider.name,
+        upstream_id=upstream_id,
+        price=price,
+        context_length=context,
+        hidden=bool(override and override.hidden),
+    )
+
+
+def _genai_model(provider: str, upstream_id: str) -> ModelInfo | None:
+    snapshot = data_snapshot.get_snapshot()
+    try:
+        _, info = snapshot.find_provider_model(upstream_id, None, provider, None)
+    except LookupError:
+        try:  # a custom provider serving a well-known model keeps its public price
+            _, info = snapshot.find_provider_model(upstream_id, None, None, None)
+        except LookupError:
+            return None
+    return info
+
+
+def _price(base: ModelPrice | None, override: ModelSettings | None, markup: Decimal) -> Price:
+    factor = Decimal(1) + (override.markup if override and override.markup is not None else markup)
+    fields = {"input": "input_mtok", "output": "output_mtok", "cache_read": "cache_read_mtok"}
+    given: Mapping[str, Decimal | None] = {
+        "input": override.input_price if override else None,
+        "output": override.output_price if override else None,
+        "cache_read": override.cache_read_price if override else None,
+    }
+    tier_starts: set[int] = set()
+    raw: dict[str, Decimal | TieredPrices | None] = {}
+    for ours, theirs in fields.items():
+        value = (
+            given[ours]
+            if given[ours] is not None
+            else getattr(base, theirs, None)
+            if base
+            else None
+        )
+        raw[ours] = value
+        if isinstance(value, TieredPrices):
+            tier_starts.update(t.start for t in value.tiers)
+
+    def rates(prompt_tokens: int) -> Rates:
+        return Rates(**{k: _rate(v, prompt_tokens, factor) for k, v in raw.items()})
+
+    tiers = tuple((start, rates(start + 1)) for start in sorted(tier_starts))
+    return Price(base=rates(0), tiers=tiers)
+
+
+def _rate(value: Decimal | TieredPrices | None, prompt_tokens: int, factor: Decimal) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, TieredPrices):
+        price = value.base
+        for tier in value.tiers:
+            if prompt_tokens > tier.start:
+                price = tier.price
+        value = price
+    return rate_from_usd_per_mtok(value * factor)

@@ -1,0 +1,81 @@
+"""The chat vocabulary every layer speaks: a parsed request view and token usage.
+
+The request body stays a dict: the gateway touches only the fields it needs
+(`model`, `stream`, `stream_options`, `max_tokens`) and passes every other field
+through unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # part of prompt_tokens read from the provider's cache
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    include_usage: bool  # the client asked for the usage chunk
+
+    @property
+    def messages(self) -> list[Any]:
+        return self.body["messages"]  # type: ignore[no-any-return]
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """Validate what the gateway relies on; say exactly what is wrong."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if model is None:
+        raise BadRequest("missing required parameter: 'model'", param="model")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest("'model' must be a non-empty string", param="model")
+    messages = body.get("messages")
+    if messages is None:
+        raise BadRequest("missing required parameter: 'messages'", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequest(
+                f"'messages[{i}]' must be an object with a 'role'", param=f"messages[{i}]"
+            )
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise BadRequest("'stream' must be a boolean", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("'stream_options' must be an object", param="stream_options")
+    include_usage = bool(stream and options and options.get("include_usage") is True)
+    return ChatRequest(body=body, model=model, stream=bool(stream), include_usage=include_usage)
+
+
+def usage_from_openai(data: Any) -> Usage | None:
+    """Read OpenAI's `usage` object; None when absent or malformed."""
+    if not isinstance(data, dict):
+        return None
+    prompt = data.get("prompt_tokens")
+    completion = data.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    details = data.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if not isinstance(cached, int) and isinstance(data.get("prompt_cache_hit_tokens"), int):
+        cached = data["prompt_cache_hit_tokens"]  # DeepSeek's spelling
+    return Usage(prompt, completion, cached if isinstance(cached, int) else 0)

@@ -1,0 +1,346 @@
+"""Settings: read once from an optional TOML file and the environment, then frozen.
+
+This is the only module that reads environment variables or the config file.
+Precedence: command-line overrides > environment > file > defaults. A bad value
+raises `ConfigError` with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# Providers that speak OpenAI's API and are enabled by the env vars users already have.
+BUILTIN_OPENAI_COMPATIBLE: dict[str, tuple[str, str, str]] = {
+    # name: (key env, base-url env, default base url)
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+    "deepseek": ("DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com/v1"),
+    "mistral": ("MISTRAL_API_KEY", "MISTRAL_BASE_URL", "https://api.mistral.ai/v1"),
+}
+PROVIDER_KINDS = ("openai-compatible",)
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    kind: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)  # a secret: never logged
+    models: tuple[str, ...] = ()  # extra upstream model ids to list in the catalog
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 600.0  # reasoning models think for minutes
+    idle_timeout: float = 300.0  # longest silence between two chunks of a stream
+    max_connections: int = 1024
+    pool_shards: int = 16
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """A model added or changed by the operator (`[models."provider/model"]`)."""
+
+    id: str
+    upstream_id: str | None = None
+    input_price: Decimal | None = None  # USD per 1M tokens
+    output_price: Decimal | None = None
+    cache_read_price: Decimal | None = None
+    context_length: int | None = None
+    markup: Decimal | None = None  # fraction: 0.1 adds 10 %
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path = Path("tokenroute.db")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    internal_secret: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 32 * 1024 * 1024
+    shutdown_grace: float = 300.0
+    key_cache_seconds: float = 30.0
+    markup: Decimal = Decimal(0)
+    log_level: str = "info"
+    access_log: bool = False
+    providers: tuple[ProviderSettings, ...] = ()
+    models: tuple[ModelSettings, ...] = ()
+
+    def provider(self, name: str) -> ProviderSettings | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+
+_SERVER_KEYS = {
+    "db": "db_path",
+    "host": "host",
+    "port": "port",
+    "max_body_bytes": "max_body_bytes",
+    "shutdown_grace_seconds": "shutdown_grace",
+    "key_cache_seconds": "key_cache_seconds",
+    "markup": "markup",
+    "log_level": "log_level",
+    "access_log": "access_log",
+    "internal_secret_env": None,
+}
+_ENV_KEYS = {
+    "TOKENROUTE_DB": "db_path",
+    "TOKENROUTE_HOST": "host",
+    "TOKENROUTE_PORT": "port",
+    "TOKENROUTE_INTERNAL_SECRET": "internal_secret",
+    "TOKENROUTE_MAX_BODY_BYTES": "max_body_bytes",
+    "TOKENROUTE_SHUTDOWN_GRACE": "shutdown_grace",
+    "TOKENROUTE_LOG_LEVEL": "log_level",
+}
+_PROVIDER_KEYS = {
+    "kind",
+    "base_url",
+    "api_key_env",
+    "models",
+    "connect_timeout",
+    "first_byte_timeout",
+    "idle_timeout",
+    "max_connections",
+    "pool_shards",
+    "enabled",
+}
+_MODEL_KEYS = {
+    "upstream_id",
+    "input_price",
+    "output_price",
+    "cache_read_price",
+    "context_length",
+    "markup",
+    "hidden",
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    config_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the frozen settings; `overrides` are command-line values (None = not given)."""
+    path = config_path or environ.get("TOKENROUTE_CONFIG")
+    doc = _read_toml(Path(path)) if path else {}
+    unknown = set(doc) - {"server", "providers", "models"}
+    if unknown:
+        raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
+    server = _table(doc, "server", "config [server]")
+    raw: dict[str, tuple[str, Any]] = {}  # field -> (setting name, raw value)
+    for key, value in server.items():
+        if key not in _SERVER_KEYS:
+            raise ConfigError(f"config [server]: unknown setting {key!r}")
+        if _SERVER_KEYS[key]:
+            raw[_SERVER_KEYS[key]] = (f"[server] {key}", value)
+    secret_env = server.get("internal_secret_env")
+    if secret_env is not None:
+        raw["internal_secret"] = (str(secret_env), environ.get(str(secret_env)))
+    for env, name in _ENV_KEYS.items():
+        if env in environ:
+            raw[name] = (env, environ[env])
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            raw[name] = (f"--{name.replace('_', '-')}", value)
+    values = {name: _coerce(name, setting, value) for name, (setting, value) in raw.items()}
+    return Settings(
+        **values,
+        providers=_providers(environ, _table(doc, "providers", "config [providers]")),
+        models=_models(_table(doc, "models", "config [models]")),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
+
+
+def _table(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table")
+    return value
+
+
+def _coerce(name: str, setting: str, value: Any) -> Any:
+    if name == "db_path":
+        if not str(value).strip():
+            raise ConfigError(f"{setting}: the database path is empty")
+        return Path(str(value))
+    if name == "port":
+        port = _int(setting, value)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{setting}: expected a port 0-65535, got {value!r}")
+        return port
+    if name in ("max_body_bytes",):
+        number = _int(setting, value)
+        if number < 1024:
+            raise ConfigError(f"{setting}: expected at least 1024 bytes, got {value!r}")
+        return number
+    if name in ("shutdown_grace", "key_cache_seconds"):
+        return _seconds(setting, value)
+    if name == "markup":
+        return _decimal(setting, value)
+    if name == "log_level":
+        level = str(value).lower()
+        if level not in _LOG_LEVELS:
+            raise ConfigError(f"{setting}: expected one of {', '.join(_LOG_LEVELS)}, got {value!r}")
+        return level
+    if name == "access_log":
+        return _bool(setting, value)
+    if name == "host":
+        if not str(value).strip():
+            raise ConfigError(f"{setting}: the host is empty")
+        return str(value)
+    if name == "internal_secret":
+        if value is not None and len(str(value)) < 16:
+            raise ConfigError(f"{setting}: the internal secret must be at least 16 characters")
+        return None if value is None else str(value)
+    raise ConfigError(f"{setting}: unknown setting")
+
+
+def _int(setting: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{setting}: expected an integer, got {value!r}")
+    try:
+        return int(str(value).strip())
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: expected an integer, got {value!r}") from exc
+
+
+def _seconds(setting: str, value: Any) -> float:
+    try:
+        seconds = float(str(value).strip())
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: expected a number of seconds, got {value!r}") from exc
+    if not 0 <= seconds < 10**7:
+        raise ConfigError(f"{setting}: expected a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _decimal(setting: str, value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ConfigError(f"{setting}: expected a decimal number, got {value!r}")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ConfigError(f"{setting}: expected a decimal number, got {value!r}") from exc
+    if not number.is_finite() or number < 0:
+        raise ConfigError(f"{setting}: expected a number >= 0, got {value!r}")
+    return number
+
+
+def _bool(setting: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{setting}: expected true or false, got {value!r}")
+
+
+def _providers(
+    environ: Mapping[str, str], tables: Mapping[str, Any]
+) -> tuple[ProviderSettings, ...]:
+    found: dict[str, ProviderSettings] = {}
+    for name, (key_env, url_env, default_url) in BUILTIN_OPENAI_COMPATIBLE.items():
+        table = tables.get(name, {})
+        key = environ.get(str(table.get("api_key_env", key_env)))
+        if key and table.get("enabled", True) is not False:
+            url = table.get("base_url") or environ.get(url_env) or default_url
+            found[name] = _provider(name, {**table, "kind": "openai-compatible"}, key, url)
+    for name, table in tables.items():
+        if name in BUILTIN_OPENAI_COMPATIBLE:
+            continue
+        where = f"config [providers.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table")
+        if "/" in name or not name.strip():
+            raise ConfigError(f"{where}: a provider name cannot be empty or contain '/'")
+        if table.get("enabled", True) is False:
+            continue
+        if "base_url" not in table:
+            raise ConfigError(f"{where}: base_url is required")
+        key_env = table.get("api_key_env")
+        key = environ.get(str(key_env)) if key_env else None
+        if key_env and not key:
+            raise ConfigError(f"{where}: api_key_env names {key_env!r}, which is not set")
+        found[name] = _provider(name, table, key, str(table["base_url"]))
+    return tuple(found.values())
+
+
+def _provider(name: str, table: Mapping[str, Any], key: str | None, url: str) -> ProviderSettings:
+    where = f"config [providers.{name}]"
+    unknown = set(table) - _PROVIDER_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+    kind = table.get("kind", "openai-compatible")
+    if kind not in PROVIDER_KINDS:
+        raise ConfigError(
+            f"{where} kind: expected one of {', '.join(PROVIDER_KINDS)}, got {kind!r}"
+        )
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where} base_url: expected an http(s) URL, got {url!r}")
+    models = table.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        raise ConfigError(f"{where} models: expected a list of model ids")
+    limits = {
+        k: _int(f"{where} {k}", table[k]) for k in ("max_connections", "pool_shards") if k in table
+    }
+    if any(v < 1 for v in limits.values()):
+        raise ConfigError(f"{where}: max_connections and pool_shards must be at least 1")
+    timeouts = {
+        k: _seconds(f"{where} {k}", table[k])
+        for k in ("connect_timeout", "first_byte_timeout", "idle_timeout")
+        if k in table
+    }
+    return ProviderSettings(
+        name=name,
+        kind=kind,
+        base_url=url.rstrip("/"),
+        api_key=key,
+        models=tuple(models),
+        **limits,
+        **timeouts,
+    )
+
+
+def _models(tables: Mapping[str, Any]) -> tuple[ModelSettings, ...]:
+    out = []
+    for model_id, table in tables.items():
+        where = f"config [models.{model_id!r}]"
+        provider, _, name = model_id.partition("/")
+        if not provider or not name:
+            raise ConfigError(f"{where}: a model id is 'provider/model'")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table")
+        unknown = set(table) - _MODEL_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        prices = {
+            k: _decimal(f"{where} {k}", table[k])
+            for k in ("input_price", "output_price", "cache_read_price", "markup")
+            if k in table
+        }
+        context = table.get("context_length")
+        out.append(
+            ModelSettings(
+                id=model_id,
+                upstream_id=str(table["upstream_id"]) if "upstream_id" in table else None,
+                context_length=_int(f"{where} context_length", context) if context else None,
+                hidden=_bool(f"{where} hidden", table.get("hidden", False)),
+                **prices,
+            )
+        )
+    return tuple(out)

@@ -1,0 +1,94 @@
+"""Turning a finished request into its usage row (tokens, estimate flag, cost).
+
+Called when a request ends however it ends: success, upstream failure, client
+disconnect or shutdown. Everything here is safe inside a cancelled scope: the
+row is handed to the store's writer with a non-blocking send, and a token
+estimate that needs a worker thread runs shielded and bounded in time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .catalog import Model
+from .chat import Usage
+from .store import KeyRecord, Store, UsageRecord
+from .store.usage import insert_usage
+from .tokens import TokenCounter
+
+ESTIMATE_DEADLINE = 5.0  # seconds; past it, fall back to ~4 characters a token
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one request, gathered by the edge as it goes."""
+
+    request_id: str
+    key: KeyRecord
+    requested_model: str
+    model: Model | None
+    stream: bool
+    started: float  # trio clock
+    status: int = 200
+    error: str | None = None
+    usage: Usage | None = None
+    output_text: str = ""
+    first_byte_at: float | None = None
+    messages: list[Any] | None = None
+
+
+class Meter:
+    def __init__(self, store: Store, tokens: TokenCounter) -> None:
+        self._store = store
+        self._tokens = tokens
+
+    async def record(self, outcome: Outcome) -> UsageRecord:
+        """Write the row; the usage is estimated when the upstream reported none."""
+        ended = trio.current_time()
+        usage = outcome.usage
+        if (
+            usage is None
+            and outcome.model is not None
+            and (outcome.output_text or outcome.status == 200)
+        ):
+            usage = await self._estimate(outcome.messages or [], outcome.output_text)
+        usage = usage or Usage()
+        model = outcome.model
+        record = UsageRecord(
+            request_id=outcome.request_id,
+            key_id=outcome.key.id,
+            user_id=outcome.key.user_id,
+            requested_model=outcome.requested_model,
+            served_model=model.id if model else None,
+            provider=model.provider if model else None,
+            tokens_in=usage.prompt_tokens,
+            tokens_out=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            estimated=usage.estimated,
+            cost=model.price.cost(usage) if model else 0,
+            status=outcome.status,
+            error=outcome.error,
+            latency_ms=round((ended - outcome.started) * 1000),
+            ttft_ms=(
+                round((outcome.first_byte_at - outcome.started) * 1000)
+                if outcome.first_byte_at is not None
+                else None
+            ),
+            stream=outcome.stream,
+            created_at=int(time.time() * 1000),
+        )
+        self._store.submit(insert_usage, record)
+        return record
+
+    async def _estimate(self, messages: list[Any], output_text: str) -> Usage:
+        with trio.CancelScope(shield=True), trio.move_on_after(ESTIMATE_DEADLINE) as scope:
+            prompt = await self._tokens.count_prompt(messages)
+            completion = await self._tokens.count(output_text)
+            return Usage(prompt, completion, 0, estimated=True)
+        assert scope.cancelled_caught
+        chars = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
+        return Usage(chars // 4 + 1, len(output_text) // 4, 0, estimated=True)

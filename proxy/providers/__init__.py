@@ -1,0 +1,1 @@
+"""Provider adapters: translate requests, responses and stream events without doing I/O."""

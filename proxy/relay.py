@@ -1,0 +1,207 @@
+"""The only module that touches httpx: send to upstreams, relay their streams.
+
+Each provider gets a few small `httpx2` clients used round-robin rather than one
+big pool: httpcore scans every connection of a pool on each acquire and
+release, which collapses at high concurrency (see ARCHITECTURE.md). Clients are
+built once at start-up. A pooled connection that fails before any response
+byte (the upstream closed an idle keep-alive connection) is retried once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Mapping
+
+import httpx2 as httpx
+import orjson
+import trio
+
+from .catalog import Model
+from .chat import ChatRequest
+from .config import ProviderSettings
+from .errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, error_body
+from .providers.base import Adapter, Completion, StreamTranslator, UpstreamRequest, upstream_error
+from .sse import DONE, encode_data
+
+_RETRYABLE_BEFORE_RESPONSE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class UpstreamPool:
+    """Round-robin over `pool_shards` small clients for one provider."""
+
+    def __init__(self, provider: ProviderSettings) -> None:
+        self.provider = provider
+        self._clients: list[httpx.AsyncClient] = []
+        self._next = itertools.count()
+
+    def open(self) -> None:
+        p = self.provider
+        per_shard = max(1, p.max_connections // p.pool_shards)
+        for _ in range(p.pool_shards):
+            self._clients.append(
+                httpx.AsyncClient(
+                    base_url=p.base_url,
+                    limits=httpx.Limits(
+                        max_connections=per_shard,
+                        max_keepalive_connections=per_shard,
+                        keepalive_expiry=60,
+                    ),
+                    timeout=httpx.Timeout(
+                        connect=p.connect_timeout, read=p.first_byte_timeout, write=60, pool=60
+                    ),
+                    trust_env=False,
+                    follow_redirects=False,
+                )
+            )
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+    def client(self) -> httpx.AsyncClient:
+        clients = self._clients
+        return clients[next(self._next) % len(clients)] if len(clients) > 1 else clients[0]
+
+
+class UpstreamStream:
+    """An open upstream stream; iterate `events()` once, in the task that serves the client."""
+
+    def __init__(
+        self, response: httpx.Response, translator: StreamTranslator, idle_timeout: float
+    ) -> None:
+        self.translator = translator
+        self.state = translator.state
+        self.first_byte_at: float | None = None
+        self._response = response
+        self._idle = idle_timeout
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """Client SSE bytes as upstream chunks arrive; ends with [DONE] or an error event."""
+        raw = self._response.aiter_raw()
+        try:
+            while True:
+                with trio.fail_after(self._idle):
+                    try:
+                        chunk = await raw.__anext__()
+                    except StopAsyncIteration:
+                        break
+                for out in self.translator.feed(chunk):
+                    if self.first_byte_at is None:
+                        self.first_byte_at = trio.current_time()
+                    yield out
+                if self.state.error is not None:
+                    break
+            if self.state.error is None:
+                for out in self.translator.finish():
+                    yield out
+        except trio.TooSlowError:
+            self.state.error = UpstreamTimeout(
+                f"the upstream sent nothing for {self._idle:g} s mid-stream"
+            )
+        except httpx.HTTPError as exc:
+            self.state.error = UpstreamError(
+                f"the upstream connection failed mid-stream: {_why(exc)}"
+            )
+        finally:
+            with trio.CancelScope(shield=True):
+                await raw.aclose()
+                await self._response.aclose()
+        if self.state.error is not None:
+            yield encode_data(orjson.dumps(error_body(self.state.error)))
+        else:
+            yield DONE
+
+
+class Relay:
+    def __init__(self, providers: Mapping[str, ProviderSettings], adapters: Mapping[str, Adapter]):
+        self._providers = dict(providers)
+        self._adapters = dict(adapters)
+        self._pools: dict[str, UpstreamPool] = {}
+
+    def open(self) -> None:
+        for name, provider in self._providers.items():
+            pool = UpstreamPool(provider)
+            pool.open()
+            self._pools[name] = pool
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
+
+    async def complete(self, chat: ChatRequest, model: Model) -> Completion:
+        adapter = self._adapters[model.provider]
+        response = await self._send(model, adapter.chat_request(chat, model, self._key(model)))
+        try:
+            body = await response.aread()
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{model.provider} timed out sending its response") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{model.provider} failed mid-response: {_why(exc)}") from exc
+        finally:
+            await response.aclose()
+        if response.status_code >= 400:
+            raise self._error(model, adapter, response, body)
+        return adapter.chat_response(body, model)
+
+    async def open_stream(self, chat: ChatRequest, model: Model) -> UpstreamStream:
+        adapter = self._adapters[model.provider]
+        response = await self._send(model, adapter.chat_request(chat, model, self._key(model)))
+        if response.status_code >= 400:
+            try:
+                body = await response.aread()
+            except httpx.HTTPError:
+                body = b""
+            finally:
+                await response.aclose()
+            raise self._error(model, adapter, response, body)
+        provider = self._providers[model.provider]
+        return UpstreamStream(response, adapter.chat_stream(chat, model), provider.idle_timeout)
+
+    def _key(self, model: Model) -> str | None:
+        return self._providers[model.provider].api_key
+
+    async def _send(self, model: Model, upstream: UpstreamRequest) -> httpx.Response:
+        pool = self._pools[model.provider]
+        for attempt in (1, 2):
+            client = pool.client()
+            request = client.build_request(
+                "POST",
+                pool.provider.base_url + upstream.path,
+                content=upstream.body,
+                headers=upstream.headers,
+            )
+            try:
+                return await client.send(request, stream=True)
+            except _RETRYABLE_BEFORE_RESPONSE as exc:
+                if attempt == 2:
+                    raise UpstreamError(f"{model.provider} connection failed: {_why(exc)}") from exc
+            except httpx.PoolTimeout as exc:
+                raise UpstreamUnavailable(
+                    f"too many requests in flight to {model.provider}; try again shortly"
+                ) from exc
+            except httpx.ConnectTimeout as exc:
+                raise UpstreamTimeout(
+                    f"{model.provider} did not accept a connection in time"
+                ) from exc
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeout(f"{model.provider} did not answer in time") from exc
+            except httpx.ConnectError as exc:
+                raise UpstreamError(f"cannot connect to {model.provider}: {_why(exc)}") from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"{model.provider} request failed: {_why(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    def _error(
+        self, model: Model, adapter: Adapter, response: httpx.Response, body: bytes
+    ) -> GatewayError:
+        return upstream_error(
+            response.status_code,
+            adapter.error_message(body),
+            response.headers.get("retry-after"),
+            model.provider,
+        )
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

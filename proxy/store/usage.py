@@ -1,0 +1,43 @@
+"""Usage rows: one per request, written in batches by the store's writer."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import astuple, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    request_id: str
+    key_id: str | None
+    user_id: str | None
+    requested_model: str
+    served_model: str | None
+    provider: str | None
+    tokens_in: int
+    tokens_out: int
+    cached_tokens: int
+    estimated: bool
+    cost: int
+    status: int
+    error: str | None
+    latency_ms: int | None
+    ttft_ms: int | None
+    stream: bool
+    created_at: int
+
+
+_INSERT = (
+    "INSERT INTO usage (request_id, key_id, user_id, requested_model, served_model, provider, "
+    "tokens_in, tokens_out, cached_tokens, estimated, cost, status, error, latency_ms, ttft_ms, "
+    "stream, created_at) VALUES (" + ", ".join("?" * 17) + ")"
+)
+
+
+def insert_usage(conn: sqlite3.Connection, record: UsageRecord) -> None:
+    conn.execute(_INSERT, astuple(record))
+
+
+def usage_for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, object]]:
+    rows = conn.execute("SELECT * FROM usage WHERE request_id = ? ORDER BY id", (request_id,))
+    return [dict(r) for r in rows]

@@ -1,0 +1,96 @@
+"""Token estimates (tiktoken, o200k_base) for when an upstream reports no usage.
+
+The BPE ranks ship with the package, so nothing is fetched at run time. The
+encoder loads lazily in a worker thread on first use (it takes ~1 s and ~50 MB),
+and large texts are counted in a worker thread so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from importlib import resources
+from typing import Any
+
+import tiktoken
+import trio
+
+INLINE_CHARS = 8_000  # below this, counting inline is cheaper than a thread hop
+# Per-message overhead of OpenAI's chat format.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_REPLY = 3
+
+_O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+
+
+def load_o200k() -> tiktoken.Encoding:
+    data = resources.files("proxy.data").joinpath("o200k_base.tiktoken.gz").read_bytes()
+    ranks = {
+        base64.b64decode(token): int(rank)
+        for token, rank in (line.split() for line in gzip.decompress(data).splitlines() if line)
+    }
+    return tiktoken.Encoding(
+        name="o200k_base",
+        pat_str=_O200K_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+    )
+
+
+def message_text(messages: list[Any]) -> tuple[str, int]:
+    """The text of a conversation and its count of messages (images and audio count 0)."""
+    parts: list[str] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        parts.append(str(message.get("role", "")))
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(
+                p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                parts.append(str(function.get("name", "")))
+                parts.append(str(function.get("arguments", "")))
+        if isinstance(message.get("name"), str):
+            parts.append(message["name"])
+    return "\n".join(parts), len(messages)
+
+
+class TokenCounter:
+    def __init__(self) -> None:
+        self._encoding: tiktoken.Encoding | None = None
+        self._lock = trio.Lock()
+
+    async def _encoder(self) -> tiktoken.Encoding:
+        if self._encoding is None:
+            async with self._lock:
+                if self._encoding is None:
+                    self._encoding = await trio.to_thread.run_sync(load_o200k)
+        return self._encoding
+
+    async def count(self, text: str) -> int:
+        if not text:
+            return 0
+        encoding = await self._encoder()
+        if len(text) <= INLINE_CHARS:
+            return len(encoding.encode_ordinary(text))
+        return await trio.to_thread.run_sync(lambda: len(encoding.encode_ordinary(text)))
+
+    async def count_prompt(self, messages: list[Any]) -> int:
+        text, n = message_text(messages)
+        return await self.count(text) + n * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY

@@ -1,0 +1,123 @@
+"""Real parts: a fake upstream on its own port, the gateway on another, a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from openai import AsyncOpenAI
+
+from proxy import apikeys
+from proxy.config import Settings, load_settings
+from proxy.money import usd_to_units
+from proxy.server import serve
+from proxy.store import connect, migrate
+from proxy.store import accounts as acc
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    settings: Settings
+    db_path: Path
+    stop: trio.Event
+    stopped: trio.Event
+    clients: list[AsyncOpenAI] = field(default_factory=list)
+
+    def db(self) -> sqlite3.Connection:
+        conn = connect(self.db_path)
+        migrate(conn)
+        return conn
+
+    def create_key(self, credit: str = "10", email: str = "dev@example.com") -> tuple[str, str]:
+        """A user (made if needed) and a key; returns (key id, raw key)."""
+        conn = self.db()
+        try:
+            user = acc.user_by_email(conn, email) or acc.create_user(conn, email)
+            raw = apikeys.generate_key()
+            record = acc.create_key(
+                conn, user_id=str(user["id"]), name="test", key_hash=apikeys.hash_key(raw),
+                key_prefix=apikeys.display_prefix(raw), credit=usd_to_units(credit),
+            )
+        finally:
+            conn.close()
+        return record.id, raw
+
+    def client(self, raw_key: str, **kwargs: Any) -> AsyncOpenAI:
+        client = AsyncOpenAI(base_url=self.url + "/v1", api_key=raw_key, max_retries=0, **kwargs)
+        self.clients.append(client)
+        return client
+
+    async def close_clients(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+    def usage_rows(self) -> list[dict[str, Any]]:
+        conn = self.db()
+        try:
+            return [dict(r) for r in conn.execute("SELECT * FROM usage ORDER BY id")]
+        finally:
+            conn.close()
+
+    async def wait_usage_rows(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        with trio.fail_after(timeout):
+            while True:
+                rows = self.usage_rows()
+                if len(rows) >= count:
+                    return rows
+                await trio.sleep(0.02)
+
+
+@pytest.fixture
+async def fake_openai(nursery: trio.Nursery) -> AsyncIterator[FakeOpenAI]:
+    fake = await nursery.start(FakeOpenAI().run)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def gateway_env(fake_openai: FakeOpenAI) -> dict[str, str]:
+    return {"OPENAI_API_KEY": "sk-upstream-secret-123", "OPENAI_BASE_URL": fake_openai.url + "/v1"}
+
+
+@pytest.fixture
+def gateway_settings(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
+    return load_settings(
+        {**gateway_env, "TOKENROUTE_SHUTDOWN_GRACE": "2"},
+        None,
+        {"db_path": tmp_path / "tokenroute.db", "port": 0},
+    )
+
+
+@pytest.fixture
+async def gateway(nursery: trio.Nursery, gateway_settings: Settings) -> AsyncIterator[RunningGateway]:
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve(gateway_settings, shutdown_trigger=stop.wait, task_status=task_status)
+        finally:
+            stopped.set()
+
+    binds = await nursery.start(run)
+    url = binds[0].replace("0.0.0.0", "127.0.0.1")
+    running = RunningGateway(url, gateway_settings, gateway_settings.db_path, stop, stopped)
+    yield running
+    await running.close_clients()
+    stop.set()
+    with trio.move_on_after(10):
+        await stopped.wait()
+
+
+@pytest.fixture
+def tmp_db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    conn = connect(tmp_path / "t.db")
+    migrate(conn)
+    yield conn
+    conn.close()

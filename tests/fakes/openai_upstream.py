@@ -1,0 +1,201 @@
+"""A fake OpenAI upstream: a real HTTP server on 127.0.0.1 speaking OpenAI's wire format.
+
+Tests steer it through attributes (`status`, `chunk_delay`, `send_usage`, ...)
+and read what it saw (`requests`) and when a stream it was sending was cut
+(`stream_ends`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from quart import Response, request
+from quart_trio import QuartTrio
+
+WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
+
+
+@dataclass
+class StreamEnd:
+    at: float  # trio clock
+    completed: bool
+    chunks_sent: int
+
+
+@dataclass
+class FakeOpenAI:
+    """Behaviour knobs and a record of traffic."""
+
+    status: int = 200
+    error_body: dict[str, Any] | None = None
+    retry_after: str | None = None
+    chunk_delay: float = 0.0
+    words: list[str] = field(default_factory=lambda: list(WORDS))
+    send_usage: bool = True
+    prompt_tokens: int = 11
+    fail_mid_stream_after: int | None = None  # send an error event after N content chunks
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    stream_ends: list[StreamEnd] = field(default_factory=list)
+    url: str = ""
+    _shutdown: trio.Event = field(default_factory=trio.Event)
+
+    def app(self) -> QuartTrio:
+        app = QuartTrio("fake-openai")
+        app.config["RESPONSE_TIMEOUT"] = None
+
+        @app.post("/v1/chat/completions")
+        async def chat() -> Response:
+            body = orjson.loads(await request.get_data())
+            self.requests.append(body)
+            self.headers.append({k.lower(): v for k, v in request.headers.items()})
+            if self.status != 200:
+                headers = {"retry-after": self.retry_after} if self.retry_after else {}
+                error = self.error_body or {
+                    "error": {"message": f"fake failure {self.status}", "type": "server_error"}
+                }
+                return Response(orjson.dumps(error), status=self.status, headers=headers,
+                                content_type="application/json")
+            if body.get("stream"):
+                response = Response(self._stream(body), content_type="text/event-stream")
+                response.timeout = None
+                return response
+            return Response(orjson.dumps(self._completion(body)), content_type="application/json")
+
+        return app
+
+    # -- responses -------------------------------------------------------------------------
+    def _choices_count(self, body: dict[str, Any]) -> int:
+        return int(body.get("n") or 1)
+
+    def _wants_tool_call(self, body: dict[str, Any]) -> bool:
+        last = body["messages"][-1]
+        return bool(body.get("tools")) and last.get("role") != "tool"
+
+    def _tool_call(self, body: dict[str, Any]) -> dict[str, Any]:
+        function = body["tools"][0]["function"]
+        return {
+            "id": "call_fake_1",
+            "type": "function",
+            "function": {"name": function["name"], "arguments": '{"city": "Paris"}'},
+        }
+
+    def _reply_text(self, body: dict[str, Any]) -> str:
+        last = body["messages"][-1]
+        if last.get("role") == "tool":
+            return f"The tool said: {last.get('content')}"
+        return "".join(self.words)
+
+    def _usage(self, completion_tokens: int) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": self.prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+
+    def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        choices = []
+        for i in range(self._choices_count(body)):
+            if self._wants_tool_call(body):
+                message = {"role": "assistant", "content": None, "tool_calls": [self._tool_call(body)]}
+                finish = "tool_calls"
+            else:
+                message = {"role": "assistant", "content": self._reply_text(body) + (f" #{i}" if i else "")}
+                finish = "stop"
+            choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
+        data: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"] + "-2024-07-18",
+            "choices": choices,
+            "system_fingerprint": "fp_fake",
+        }
+        if self.send_usage:
+            data["usage"] = self._usage(7 * len(choices))
+        return data
+
+    def _chunk(self, body: dict[str, Any], choices: list[Any], **extra: Any) -> bytes:
+        data = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": body["model"] + "-2024-07-18",
+            "system_fingerprint": "fp_fake",
+            "choices": choices,
+            **extra,
+        }
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        usage_null = {"usage": None} if include_usage else {}
+        sent = 0
+        completed = False
+        try:
+            n = self._choices_count(body)
+            yield self._chunk(body, [
+                {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                for i in range(n)
+            ], **usage_null)
+            if self._wants_tool_call(body):
+                call = self._tool_call(body)
+                head = {"index": 0, "id": call["id"], "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""}}
+                yield self._chunk(body, [{"index": 0, "delta": {"tool_calls": [head]},
+                                          "finish_reason": None}], **usage_null)
+                for piece in ('{"city"', ': "Paris"}'):
+                    await trio.sleep(self.chunk_delay)
+                    yield self._chunk(body, [{"index": 0, "delta": {"tool_calls": [
+                        {"index": 0, "function": {"arguments": piece}}]}, "finish_reason": None}],
+                        **usage_null)
+                    sent += 1
+                finish = "tool_calls"
+            else:
+                for word in self.words:
+                    if self.fail_mid_stream_after is not None and sent >= self.fail_mid_stream_after:
+                        yield b'data: {"error": {"message": "fake mid-stream failure", "type": "server_error", "code": 500}}\n\n'
+                        return
+                    await trio.sleep(self.chunk_delay)
+                    yield self._chunk(body, [
+                        {"index": i, "delta": {"content": word}, "finish_reason": None}
+                        for i in range(n)
+                    ], **usage_null)
+                    sent += 1
+                finish = "stop"
+            yield self._chunk(body, [
+                {"index": i, "delta": {}, "finish_reason": finish} for i in range(n)
+            ], **usage_null)
+            if include_usage and self.send_usage:
+                yield self._chunk(body, [], usage=self._usage(sent * n))
+            yield b"data: [DONE]\n\n"
+            completed = True
+        finally:
+            self.stream_ends.append(StreamEnd(trio.current_time(), completed, sent))
+
+    # -- serving ---------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[FakeOpenAI] = trio.TASK_STATUS_IGNORED) -> None:
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        config.errorlog = None
+        config.graceful_timeout = 0.5
+
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                lambda task_status: serve(self.app(), config, shutdown_trigger=self._shutdown.wait,
+                                          task_status=task_status)  # type: ignore[arg-type]
+            )
+            self.url = binds[0].replace("0.0.0.0", "127.0.0.1")
+            task_status.started(self)
+
+    def stop(self) -> None:
+        self._shutdown.set()
