@@ -10,7 +10,8 @@ byte (the upstream closed an idle keep-alive connection) is retried once.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 
 import httpx2 as httpx
 import orjson
@@ -63,28 +64,69 @@ class UpstreamPool:
         return clients[next(self._next) % len(clients)] if len(clients) > 1 else clients[0]
 
 
+class StreamCutter:
+    """Ends every open stream cleanly on demand (graceful shutdown past its grace period).
+
+    Only the wait for the next upstream chunk is cancellable: a stream that is cut
+    still sends its client an error event and records its usage.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._scopes: set[trio.CancelScope] = set()
+
+    def cut(self, reason: str) -> None:
+        self.reason = reason
+        for scope in self._scopes:
+            scope.cancel()
+
+    @property
+    def open_reads(self) -> int:
+        return len(self._scopes)
+
+    @contextmanager
+    def guard(self) -> Iterator[trio.CancelScope]:
+        scope = trio.CancelScope()
+        if self.reason is not None:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
+
+
 class UpstreamStream:
     """An open upstream stream; iterate `events()` once, in the task that serves the client."""
 
     def __init__(
-        self, response: httpx.Response, translator: StreamTranslator, idle_timeout: float
+        self,
+        response: httpx.Response,
+        translator: StreamTranslator,
+        idle_timeout: float,
+        cutter: StreamCutter,
     ) -> None:
         self.translator = translator
         self.state = translator.state
         self.first_byte_at: float | None = None
         self._response = response
         self._idle = idle_timeout
+        self._cutter = cutter
 
     async def events(self) -> AsyncIterator[bytes]:
         """Client SSE bytes as upstream chunks arrive; ends with [DONE] or an error event."""
         raw = self._response.aiter_raw()
         try:
             while True:
-                with trio.fail_after(self._idle):
+                with self._cutter.guard() as guard, trio.fail_after(self._idle):
                     try:
                         chunk = await raw.__anext__()
                     except StopAsyncIteration:
                         break
+                if guard.cancelled_caught:
+                    self.state.error = UpstreamUnavailable(self._cutter.reason or "stream cut")
+                    break
                 for out in self.translator.feed(chunk):
                     if self.first_byte_at is None:
                         self.first_byte_at = trio.current_time()
@@ -117,6 +159,7 @@ class Relay:
         self._providers = dict(providers)
         self._adapters = dict(adapters)
         self._pools: dict[str, UpstreamPool] = {}
+        self.cutter = StreamCutter()
 
     def open(self) -> None:
         for name, provider in self._providers.items():
@@ -156,7 +199,8 @@ class Relay:
                 await response.aclose()
             raise self._error(model, adapter, response, body)
         provider = self._providers[model.provider]
-        return UpstreamStream(response, adapter.chat_stream(chat, model), provider.idle_timeout)
+        translator = adapter.chat_stream(chat, model)
+        return UpstreamStream(response, translator, provider.idle_timeout, self.cutter)
 
     def _key(self, model: Model) -> str | None:
         return self._providers[model.provider].api_key

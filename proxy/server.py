@@ -16,16 +16,18 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from .app import create_app
+from .app import create_app, gateway_of
 from .config import Settings
 
 log = logging.getLogger("tokenroute")
+DRAIN_MARGIN = 5.0  # seconds for cut streams to send their error event and usage row
 
 
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
-    config.graceful_timeout = settings.shutdown_grace
+    # Our own drain ends streams at `shutdown_grace`; Hypercorn's cancel is the backstop.
+    config.graceful_timeout = settings.shutdown_grace + DRAIN_MARGIN
     config.backlog = 2048
     config.keep_alive_timeout = 75
     config.accesslog = logging.getLogger("tokenroute.access") if settings.access_log else None
@@ -49,9 +51,24 @@ async def serve(
 ) -> None:
     """Run until the trigger fires; `task_status.started` gets the bound addresses."""
     app = create_app(settings)
+    gw = gateway_of(app)
+
+    async def drain_then_cut() -> None:
+        await trio.sleep(settings.shutdown_grace)
+        if gw.relay.cutter.open_reads:
+            log.info("grace period over: ending %d open streams", gw.relay.cutter.open_reads)
+        gw.relay.cutter.cut("the gateway is shutting down; retry the request")
+
+    async def trigger() -> None:
+        if shutdown_trigger is None:
+            await trio.sleep_forever()
+        else:
+            await shutdown_trigger()
+        app.nursery.start_soon(drain_then_cut)
+
     await hypercorn_serve(
         app,  # type: ignore[arg-type]
         hypercorn_config(settings),
-        shutdown_trigger=shutdown_trigger,
+        shutdown_trigger=trigger,
         task_status=task_status,
     )

@@ -16,8 +16,8 @@ from proxy import apikeys
 from proxy.config import Settings, load_settings
 from proxy.money import usd_to_units
 from proxy.server import serve
-from proxy.store import connect, migrate
 from proxy.store import accounts as acc
+from proxy.store import connect, migrate
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
@@ -42,8 +42,12 @@ class RunningGateway:
             user = acc.user_by_email(conn, email) or acc.create_user(conn, email)
             raw = apikeys.generate_key()
             record = acc.create_key(
-                conn, user_id=str(user["id"]), name="test", key_hash=apikeys.hash_key(raw),
-                key_prefix=apikeys.display_prefix(raw), credit=usd_to_units(credit),
+                conn,
+                user_id=str(user["id"]),
+                name="test",
+                key_hash=apikeys.hash_key(raw),
+                key_prefix=apikeys.display_prefix(raw),
+                credit=usd_to_units(credit),
             )
         finally:
             conn.close()
@@ -65,8 +69,8 @@ class RunningGateway:
         finally:
             conn.close()
 
-    async def wait_usage_rows(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        with trio.fail_after(timeout):
+    async def wait_usage_rows(self, count: int, deadline: float = 5.0) -> list[dict[str, Any]]:
+        with trio.fail_after(deadline):
             while True:
                 rows = self.usage_rows()
                 if len(rows) >= count:
@@ -96,7 +100,9 @@ def gateway_settings(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-async def gateway(nursery: trio.Nursery, gateway_settings: Settings) -> AsyncIterator[RunningGateway]:
+async def gateway(
+    nursery: trio.Nursery, gateway_settings: Settings
+) -> AsyncIterator[RunningGateway]:
     stop, stopped = trio.Event(), trio.Event()
 
     async def run(task_status: trio.TaskStatus[list[str]]) -> None:

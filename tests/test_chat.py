@@ -88,17 +88,22 @@ async def test_streaming_usage_chunk_when_asked(gateway: RunningGateway) -> None
 async def test_tool_call_round_trip(gateway: RunningGateway, fake_openai: FakeOpenAI) -> None:
     _, raw = gateway.create_key()
     client = gateway.client(raw)
-    tools = [{
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-        },
-    }]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     messages: list[dict[str, object]] = [{"role": "user", "content": "Weather in Paris?"}]
     first = await client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=messages, tools=tools, tool_choice="auto",  # type: ignore[arg-type]
+        model="openai/gpt-4o-mini",
+        messages=messages,
+        tools=tools,
+        tool_choice="auto",  # type: ignore[arg-type]
     )
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert first.choices[0].finish_reason == "tool_calls"
@@ -110,7 +115,9 @@ async def test_tool_call_round_trip(gateway: RunningGateway, fake_openai: FakeOp
         {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"},
     ]
     second = await client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=messages, tools=tools,  # type: ignore[arg-type]
+        model="openai/gpt-4o-mini",
+        messages=messages,
+        tools=tools,  # type: ignore[arg-type]
     )
     assert second.choices[0].message.content == "The tool said: sunny, 21 C"
     assert fake_openai.requests[-1]["messages"][-1]["tool_call_id"] == call.id
@@ -118,7 +125,9 @@ async def test_tool_call_round_trip(gateway: RunningGateway, fake_openai: FakeOp
 
 async def test_streamed_tool_call(gateway: RunningGateway) -> None:
     _, raw = gateway.create_key()
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]
     stream = await gateway.client(raw).chat.completions.create(
         model="openai/gpt-4o-mini",
         messages=[{"role": "user", "content": "Weather?"}],
@@ -140,12 +149,17 @@ async def test_n_greater_than_one(gateway: RunningGateway, fake_openai: FakeOpen
     _, raw = gateway.create_key()
     client = gateway.client(raw)
     completion = await client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], n=3,
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hi"}],
+        n=3,
     )
     assert [c.index for c in completion.choices] == [0, 1, 2]
     assert fake_openai.requests[-1]["n"] == 3
     stream = await client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], n=2, stream=True,
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hi"}],
+        n=2,
+        stream=True,
     )
     seen = {choice.index async for chunk in stream for choice in chunk.choices}
     assert seen == {0, 1}
@@ -158,10 +172,12 @@ async def test_estimates_tokens_when_upstream_reports_none(
     _, raw = gateway.create_key()
     client = gateway.client(raw)
     await client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hello there"}],
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hello there"}],
     )
     stream = await client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hello there"}],
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hello there"}],
         stream=True,
     )
     [_ async for _ in stream]
@@ -176,7 +192,8 @@ async def test_unknown_model_is_404_naming_it(gateway: RunningGateway) -> None:
     _, raw = gateway.create_key()
     with pytest.raises(openai.NotFoundError) as caught:
         await gateway.client(raw).chat.completions.create(
-            model="openai/gpt-nope", messages=[{"role": "user", "content": "Hi"}],
+            model="openai/gpt-nope",
+            messages=[{"role": "user", "content": "Hi"}],
         )
     error = caught.value.body
     assert isinstance(error, dict)

@@ -19,6 +19,9 @@ from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
+MID_STREAM_ERROR = {
+    "error": {"message": "fake mid-stream failure", "type": "server_error", "code": 500}
+}
 WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
 
 
@@ -61,8 +64,12 @@ class FakeOpenAI:
                 error = self.error_body or {
                     "error": {"message": f"fake failure {self.status}", "type": "server_error"}
                 }
-                return Response(orjson.dumps(error), status=self.status, headers=headers,
-                                content_type="application/json")
+                return Response(
+                    orjson.dumps(error),
+                    status=self.status,
+                    headers=headers,
+                    content_type="application/json",
+                )
             if body.get("stream"):
                 response = Response(self._stream(body), content_type="text/event-stream")
                 response.timeout = None
@@ -105,12 +112,21 @@ class FakeOpenAI:
         choices = []
         for i in range(self._choices_count(body)):
             if self._wants_tool_call(body):
-                message = {"role": "assistant", "content": None, "tool_calls": [self._tool_call(body)]}
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [self._tool_call(body)],
+                }
                 finish = "tool_calls"
             else:
-                message = {"role": "assistant", "content": self._reply_text(body) + (f" #{i}" if i else "")}
+                message = {
+                    "role": "assistant",
+                    "content": self._reply_text(body) + (f" #{i}" if i else ""),
+                }
                 finish = "stop"
-            choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
+            choices.append(
+                {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+            )
         data: dict[str, Any] = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -142,38 +158,72 @@ class FakeOpenAI:
         completed = False
         try:
             n = self._choices_count(body)
-            yield self._chunk(body, [
-                {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                for i in range(n)
-            ], **usage_null)
+            yield self._chunk(
+                body,
+                [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                    for i in range(n)
+                ],
+                **usage_null,
+            )
             if self._wants_tool_call(body):
                 call = self._tool_call(body)
-                head = {"index": 0, "id": call["id"], "type": "function",
-                        "function": {"name": call["function"]["name"], "arguments": ""}}
-                yield self._chunk(body, [{"index": 0, "delta": {"tool_calls": [head]},
-                                          "finish_reason": None}], **usage_null)
+                head = {
+                    "index": 0,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
+                yield self._chunk(
+                    body,
+                    [{"index": 0, "delta": {"tool_calls": [head]}, "finish_reason": None}],
+                    **usage_null,
+                )
                 for piece in ('{"city"', ': "Paris"}'):
                     await trio.sleep(self.chunk_delay)
-                    yield self._chunk(body, [{"index": 0, "delta": {"tool_calls": [
-                        {"index": 0, "function": {"arguments": piece}}]}, "finish_reason": None}],
-                        **usage_null)
+                    yield self._chunk(
+                        body,
+                        [
+                            {
+                                "index": 0,
+                                "delta": {
+                                    "tool_calls": [{"index": 0, "function": {"arguments": piece}}]
+                                },
+                                "finish_reason": None,
+                            }
+                        ],
+                        **usage_null,
+                    )
                     sent += 1
                 finish = "tool_calls"
             else:
                 for word in self.words:
-                    if self.fail_mid_stream_after is not None and sent >= self.fail_mid_stream_after:
-                        yield b'data: {"error": {"message": "fake mid-stream failure", "type": "server_error", "code": 500}}\n\n'
+                    if (
+                        self.fail_mid_stream_after is not None
+                        and sent >= self.fail_mid_stream_after
+                    ):
+                        yield b"data: " + orjson.dumps(MID_STREAM_ERROR) + b"\n\n"
                         return
                     await trio.sleep(self.chunk_delay)
-                    yield self._chunk(body, [
-                        {"index": i, "delta": {"content": word}, "finish_reason": None}
-                        for i in range(n)
-                    ], **usage_null)
+                    yield self._chunk(
+                        body,
+                        [
+                            {"index": i, "delta": {"content": word}, "finish_reason": None}
+                            for i in range(n)
+                        ],
+                        **usage_null,
+                    )
                     sent += 1
                 finish = "stop"
-            yield self._chunk(body, [
-                {"index": i, "delta": {}, "finish_reason": finish} for i in range(n)
-            ], **usage_null)
+            yield self._chunk(
+                body,
+                [{"index": i, "delta": {}, "finish_reason": finish} for i in range(n)],
+                **usage_null,
+            )
             if include_usage and self.send_usage:
                 yield self._chunk(body, [], usage=self._usage(sent * n))
             yield b"data: [DONE]\n\n"
@@ -182,7 +232,9 @@ class FakeOpenAI:
             self.stream_ends.append(StreamEnd(trio.current_time(), completed, sent))
 
     # -- serving ---------------------------------------------------------------------------
-    async def run(self, *, task_status: trio.TaskStatus[FakeOpenAI] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[FakeOpenAI] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         config = Config()
         config.bind = ["127.0.0.1:0"]
         config.accesslog = None
@@ -191,8 +243,12 @@ class FakeOpenAI:
 
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(
-                lambda task_status: serve(self.app(), config, shutdown_trigger=self._shutdown.wait,
-                                          task_status=task_status)  # type: ignore[arg-type]
+                lambda task_status: serve(
+                    self.app(),
+                    config,
+                    shutdown_trigger=self._shutdown.wait,
+                    task_status=task_status,
+                )  # type: ignore[arg-type]
             )
             self.url = binds[0].replace("0.0.0.0", "127.0.0.1")
             task_status.started(self)

@@ -1,0 +1,45 @@
+"""A client that goes away mid-stream: the upstream is cut at once and usage is still recorded."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.conftest import RunningGateway
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+async def test_client_disconnect_cancels_upstream_and_records_usage(
+    gateway: RunningGateway, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_delay = 0.1
+    fake_openai.words = [f" word{i}" for i in range(100)]  # ~10 s if read to the end
+    key_id, raw = gateway.create_key()
+    stream = await gateway.client(raw).chat.completions.create(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Tell me a long story"}],
+        stream=True,
+    )
+    received = 0
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            received += 1
+            if received == 3:
+                break
+    closed_at = trio.current_time()
+    await stream.close()
+
+    with trio.fail_after(5):
+        while not fake_openai.stream_ends:  # noqa: ASYNC110 (polling the fake's record)
+            await trio.sleep(0.005)
+    end = fake_openai.stream_ends[0]
+    assert not end.completed
+    assert end.at - closed_at < 0.2, f"upstream closed {end.at - closed_at:.3f} s after the client"
+    assert end.chunks_sent < 10
+
+    [row] = await gateway.wait_usage_rows(1)
+    assert row["key_id"] == key_id
+    assert row["status"] == 499 and row["stream"] == 1
+    # no usage chunk ever came: the bill is for what was relayed, estimated
+    assert row["estimated"] == 1
+    assert 3 <= row["tokens_out"] <= 2 * end.chunks_sent + 2
+    assert row["cost"] > 0

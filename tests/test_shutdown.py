@@ -1,0 +1,156 @@
+"""SIGTERM: stop accepting, let streams finish within the grace, then end them, still billing."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import orjson
+import trio
+
+from proxy.store import connect
+from tests.cli_helpers import TOKENROUTE, clean_env, run_json
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def gateway_process(
+    tmp_path: Path, fake: FakeOpenAI, grace: float
+) -> AsyncIterator[tuple[trio.Process, str, str]]:
+    db, port = str(tmp_path / "gw.db"), free_port()
+    env = clean_env(
+        OPENAI_API_KEY="sk-upstream",
+        OPENAI_BASE_URL=fake.url + "/v1",
+        TOKENROUTE_SHUTDOWN_GRACE=str(grace),
+    )
+    await run_json("admin", "create-user", "--email", "s@example.com", "--db", db, env=env)
+    key = await run_json(
+        "admin",
+        "create-key",
+        "--email",
+        "s@example.com",
+        "--name",
+        "k",
+        "--credit",
+        "1",
+        "--db",
+        db,
+        env=env,
+    )
+    log = (tmp_path / "gateway.log").open("wb")
+    process = await trio.lowlevel.open_process(
+        [TOKENROUTE, "serve", "--db", db, "--port", str(port)], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with trio.fail_after(20):
+            async with httpx.AsyncClient() as client:
+                while True:
+                    try:
+                        if (await client.get(url + "/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await trio.sleep(0.05)
+        yield process, url, key["raw"]
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        log.close()
+
+
+async def read_stream(url: str, raw: str, lines: list[bytes], first: trio.Event) -> None:
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "stream": True,
+        "messages": [{"role": "user", "content": "a long answer please"}],
+    }
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream(
+            "POST",
+            url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {raw}"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                lines.append(line.encode())
+                if len(lines) == 2:
+                    first.set()
+
+
+def usage_rows(db: Path) -> list[dict[str, object]]:
+    conn = connect(db)
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM usage")]
+    finally:
+        conn.close()
+
+
+async def test_sigterm_lets_a_stream_finish_within_grace(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_delay = 0.15
+    fake_openai.words = [f" w{i}" for i in range(10)]  # ~1.5 s
+    async with gateway_process(tmp_path, fake_openai, grace=20) as (process, url, raw):
+        lines: list[bytes] = []
+        first = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_stream, url, raw, lines, first)
+            await first.wait()
+            process.send_signal(signal.SIGTERM)
+            await trio.sleep(0.3)
+            # no new connections once shutdown began
+            async with httpx.AsyncClient() as client:
+                try:
+                    await client.get(url + "/healthz")
+                    accepted = True
+                except httpx.TransportError:
+                    accepted = False
+            assert not accepted
+        assert lines[-1] == b"data: [DONE]"
+        with trio.fail_after(10):
+            assert await process.wait() == 0
+    [row] = usage_rows(tmp_path / "gw.db")
+    assert row["status"] == 200 and row["tokens_out"] == 10
+
+
+async def test_sigterm_ends_streams_after_grace_and_bills_them(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.chunk_delay = 0.2
+    fake_openai.words = [f" w{i}" for i in range(100)]  # ~20 s
+    async with gateway_process(tmp_path, fake_openai, grace=0.5) as (process, url, raw):
+        lines: list[bytes] = []
+        first = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_stream, url, raw, lines, first)
+            await first.wait()
+            signalled = trio.current_time()
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                assert await process.wait() == 0
+            exited = trio.current_time()
+        assert exited - signalled < 5
+        # the client is told, in OpenAI's shape, rather than left with a cut connection
+        assert b"data: [DONE]" not in lines
+        error = orjson.loads(lines[-1][len(b"data: ") :])["error"]
+        assert error["code"] == 503 and "shutting down" in error["message"]
+        assert len(fake_openai.stream_ends) == 1 and not fake_openai.stream_ends[0].completed
+    [row] = usage_rows(tmp_path / "gw.db")
+    assert row["status"] == 503 and row["estimated"] == 1
+    assert int(row["tokens_out"]) >= 1 and int(row["cost"]) > 0
+    assert orjson.loads(lines[1][len(b"data: ") :])["model"] == "openai/gpt-4o-mini"
