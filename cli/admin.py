@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -59,14 +60,18 @@ def add_commands(
         command.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    settings = load(args)
+def open_database(settings: Settings) -> sqlite3.Connection:
+    """Connect and bring the schema up to date; problems become one line for the user."""
     try:
         conn = connect(settings.db_path)
         migrate(conn)
     except StoreError as exc:
         raise UserFacingError(str(exc)) from exc
     return conn
+
+
+def _open(args: argparse.Namespace) -> sqlite3.Connection:
+    return open_database(load(args))
 
 
 def migrate_command(args: argparse.Namespace) -> int:

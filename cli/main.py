@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import admin
-from .output import EXIT_USER, fail
+from .output import EXIT_SERVER, EXIT_USER, fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,14 +50,34 @@ def _serve(args: argparse.Namespace) -> int:
     from proxy.server import serve
 
     settings = admin.load(args, host=args.host, port=args.port)
+    admin.open_database(settings).close()  # a bad path or schema fails here, in one line
     _configure_logging(settings.log_level)
     log = logging.getLogger("tokenroute")
     names = ", ".join(p.name for p in settings.providers) or "none"
     log.info("database %s; providers: %s", settings.db_path, names)
     if not settings.providers:
         log.warning("no provider is enabled: set OPENAI_API_KEY or add [providers.NAME]")
-    trio.run(serve, settings)
+    try:
+        trio.run(serve, settings)
+    except BaseExceptionGroup as group:
+        error = _first_leaf(group)
+        if isinstance(error, OSError):
+            raise admin.UserFacingError(
+                f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
+            ) from error
+        raise error from group
+    except OSError as error:
+        raise admin.UserFacingError(
+            f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
+        ) from error
     return 0
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _configure_logging(level: str) -> None:
@@ -79,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc), EXIT_USER, getattr(args, "json", False))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # never a traceback to a user; the log has the details
+        logging.getLogger("tokenroute").debug("unexpected error", exc_info=True)
+        return fail(f"unexpected error: {exc!r}", EXIT_SERVER, getattr(args, "json", False))
     return code
 
 

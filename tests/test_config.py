@@ -96,3 +96,28 @@ async def test_serve_with_a_missing_config_file(tmp_path: Path) -> None:
     done = await run_cli("serve", "--config", str(tmp_path / "missing.toml"))
     assert done.returncode == 1 and "config file not found" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_serve_on_a_busy_port_prints_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = await run_cli("serve", "--port", str(port), "--db", str(tmp_path / "x.db"))
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [
+        f"tokenroute: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert "Traceback" not in done.stderr
+
+
+async def test_serve_with_a_database_in_a_missing_directory(tmp_path: Path) -> None:
+    done = await run_cli("serve", "--db", str(tmp_path / "nope" / "x.db"))
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        == f"tokenroute: error: database directory does not exist: {tmp_path / 'nope'}"
+    )
