@@ -36,8 +36,8 @@ class ProviderSettings:
     connect_timeout: float = 10.0
     first_byte_timeout: float = 600.0  # reasoning models think for minutes
     idle_timeout: float = 300.0  # longest silence between two chunks of a stream
-    max_connections: int = 1024
-    pool_shards: int = 16
+    max_connections: int = 16384  # upstream connections; LLM streams hold one each
+    pool_shards: int = 0  # 0: one small pool per 64 connections
 
 
 @dataclass(frozen=True)
@@ -298,8 +298,8 @@ def _provider(name: str, table: Mapping[str, Any], key: str | None, url: str) ->
     limits = {
         k: _int(f"{where} {k}", table[k]) for k in ("max_connections", "pool_shards") if k in table
     }
-    if any(v < 1 for v in limits.values()):
-        raise ConfigError(f"{where}: max_connections and pool_shards must be at least 1")
+    if limits.get("max_connections", 1) < 1 or limits.get("pool_shards", 0) < 0:
+        raise ConfigError(f"{where}: max_connections must be at least 1, pool_shards at least 0")
     timeouts = {
         k: _seconds(f"{where} {k}", table[k])
         for k in ("connect_timeout", "first_byte_timeout", "idle_timeout")
