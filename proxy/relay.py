@@ -30,42 +30,54 @@ _RETRYABLE_BEFORE_RESPONSE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.
 
 
 class UpstreamPool:
-    """Round-robin over small clients for one provider (`pool_shards`, 0 = one per 64)."""
+    """Round-robin over small connection pools for one provider (`pool_shards`, 0 = one per 64).
+
+    Requests go straight to httpx transports: the gateway needs none of the client
+    layer (auth, redirects, cookies, URL merging), which costs as much CPU as the
+    connection handling itself.
+    """
 
     def __init__(self, provider: ProviderSettings) -> None:
         self.provider = provider
-        self._clients: list[httpx.AsyncClient] = []
+        self._transports: list[httpx.AsyncHTTPTransport] = []
         self._next = itertools.count()
+        self.timeout = {
+            "connect": provider.connect_timeout,
+            "read": provider.first_byte_timeout,
+            "write": 60.0,
+            "pool": 60.0,
+        }
+        self._urls: dict[str, httpx.URL] = {}
 
     def open(self, ssl_context: ssl.SSLContext) -> None:
         p = self.provider
         shards = p.pool_shards or max(1, p.max_connections // CONNECTIONS_PER_SHARD)
         per_shard = max(1, p.max_connections // shards)
-        for _ in range(shards):
-            self._clients.append(
-                httpx.AsyncClient(
-                    base_url=p.base_url,
-                    limits=httpx.Limits(
-                        max_connections=per_shard,
-                        max_keepalive_connections=per_shard,
-                        keepalive_expiry=60,
-                    ),
-                    timeout=httpx.Timeout(
-                        connect=p.connect_timeout, read=p.first_byte_timeout, write=60, pool=60
-                    ),
-                    verify=ssl_context,  # one context for all: building one costs ~30 ms
-                    trust_env=False,
-                    follow_redirects=False,
-                )
-            )
+        limits = httpx.Limits(
+            max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=60
+        )
+        self._transports = [
+            # one SSL context for all: building one costs ~30 ms
+            httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
+            for _ in range(shards)
+        ]
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+        for transport in self._transports:
+            await transport.aclose()
 
-    def client(self) -> httpx.AsyncClient:
-        clients = self._clients
-        return clients[next(self._next) % len(clients)] if len(clients) > 1 else clients[0]
+    def url(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.provider.base_url + path)
+        return url
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        transports = self._transports
+        transport = transports[next(self._next) % len(transports)]
+        response = await transport.handle_async_request(request)
+        response.request = request
+        return response
 
 
 class StreamCutter:
@@ -213,15 +225,15 @@ class Relay:
     async def _send(self, model: Model, upstream: UpstreamRequest) -> httpx.Response:
         pool = self._pools[model.provider]
         for attempt in (1, 2):
-            client = pool.client()
-            request = client.build_request(
+            request = httpx.Request(
                 "POST",
-                pool.provider.base_url + upstream.path,
+                pool.url(upstream.path),
                 content=upstream.body,
                 headers=upstream.headers,
+                extensions={"timeout": pool.timeout},
             )
             try:
-                return await client.send(request, stream=True)
+                return await pool.send(request)
             except _RETRYABLE_BEFORE_RESPONSE as exc:
                 if attempt == 2:
                     raise UpstreamError(f"{model.provider} connection failed: {_why(exc)}") from exc

@@ -8,6 +8,7 @@ still recorded before the store closes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -64,7 +65,8 @@ async def serve(
             await trio.sleep_forever()
         else:
             await shutdown_trigger()
-        app.nursery.start_soon(drain_then_cut)
+        with contextlib.suppress(RuntimeError):  # the app is already shutting down
+            app.nursery.start_soon(drain_then_cut)
 
     await hypercorn_serve(
         app,  # type: ignore[arg-type]

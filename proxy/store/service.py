@@ -32,6 +32,9 @@ log = logging.getLogger("tokenroute.store")
 
 BATCH_MAX = 1024
 BUSY_RETRIES = 5
+# Fire-and-forget writes (usage rows) wait this long for company, so that a busy
+# server commits a few large batches rather than many small ones.
+LINGER = 0.02
 
 
 @dataclass(slots=True)
@@ -145,7 +148,22 @@ class Store:
                 except trio.EndOfChannel:
                     closed = True
             closed = self._take_queued(batch) or closed
+            if batch and not closed and all(job.done is None for job in batch):
+                closed = await self._linger(batch)
             await self._commit_and_notify(batch)
+
+    async def _linger(self, batch: list[_Job]) -> bool:
+        """Gather more fire-and-forget jobs for a moment; stop early for one that is awaited."""
+        with trio.move_on_after(LINGER):
+            while len(batch) < BATCH_MAX:
+                try:
+                    job = await self._recv.receive()
+                except trio.EndOfChannel:
+                    return True
+                batch.append(job)
+                if job.done is not None:
+                    break
+        return False
 
     def _take_queued(self, batch: list[_Job]) -> bool:
         while len(batch) < BATCH_MAX:
@@ -195,18 +213,14 @@ class Store:
                 if attempt == BUSY_RETRIES - 1:
                     self._fail(batch, exc)
                     return
-        for job in batch:
-            conn.execute("SAVEPOINT job")
-            try:
+        try:  # fast path: the whole batch in one go
+            for job in batch:
                 job.result = job.fn(conn, *job.args)
-                job.error = None
-                conn.execute("RELEASE job")
-            except Exception as exc:
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                job.error = exc
-                if job.done is None:
-                    log.error("write %s failed: %s", getattr(job.fn, "__name__", job.fn), exc)
+        except Exception:  # redo it job by job, each under a savepoint, to isolate the failure
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                self._run_isolated(conn, job)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -217,6 +231,19 @@ class Store:
         self.stats.batches += 1
         self.stats.committed_jobs += len(batch) - failed
         self.stats.failed_jobs += failed
+
+    def _run_isolated(self, conn: sqlite3.Connection, job: _Job) -> None:
+        conn.execute("SAVEPOINT job")
+        try:
+            job.result = job.fn(conn, *job.args)
+            job.error = None
+            conn.execute("RELEASE job")
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            job.result, job.error = None, exc
+            if job.done is None:
+                log.error("write %s failed: %s", getattr(job.fn, "__name__", job.fn), exc)
 
     def _fail(self, batch: list[_Job], exc: BaseException) -> None:
         log.error("a batch of %d writes was lost: %s", len(batch), exc)

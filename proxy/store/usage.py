@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +34,11 @@ _INSERT = (
 )
 
 
+_COLUMNS = tuple(f.name for f in fields(UsageRecord))
+
+
 def insert_usage(conn: sqlite3.Connection, record: UsageRecord) -> None:
-    conn.execute(_INSERT, astuple(record))
+    conn.execute(_INSERT, tuple([getattr(record, name) for name in _COLUMNS]))
 
 
 def usage_for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, object]]:
