@@ -1,20 +1,23 @@
 """The OpenAI-compatible `/v1` surface: parse, call down, render.
 
 A chat request flows: key -> body -> catalog -> relay -> usage row. Errors are
-`GatewayError`s rendered by the app's error handler in OpenAI's envelope.
+`GatewayError`s, rendered in OpenAI's envelope by the app's error handler (Quart
+routes) or by `proxy.edge` (the chat route, served without Quart's per-request
+machinery because it is the hot path).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
-from quart import Blueprint, Response, g, request
+from quart import Blueprint, Response, request
 
 from .catalog import Catalog, Model
-from .chat import ChatRequest, parse_chat_request
+from .chat import parse_chat_request
 from .errors import BadRequest, GatewayError, NotFound
 from .metering import Outcome
 from .relay import UpstreamStream
@@ -47,56 +50,54 @@ def v1_blueprint(gw: Gateway) -> Blueprint:
             raise unknown_model(model_id)
         return Response(orjson.dumps(model_entry(model)), content_type="application/json")
 
-    @bp.post("/chat/completions")
-    async def chat_completions() -> Response:
-        started = trio.current_time()
-        key = await gw.auth.authenticate(request.headers.get("authorization"))
-        chat = parse_chat_request(await json_body())
-        model = gw.catalog.get(chat.model)
-        if model is None:
-            raise unknown_model(chat.model)
-        outcome = Outcome(
-            request_id=g.request_id,
-            key=key,
-            requested_model=chat.model,
-            model=model,
-            stream=chat.stream,
-            started=started,
-            messages=chat.messages,
-        )
-        headers = {"x-tokenroute-model": model.id, "x-tokenroute-provider": model.provider}
-        if chat.stream:
-            return await _stream(gw, chat, model, outcome, headers)
-        try:
-            completion = await gw.relay.complete(chat, model)
-        except GatewayError as exc:
-            await _failed(gw, outcome, exc.status, exc.message)
-            raise
-        except trio.Cancelled:
-            await _failed(gw, outcome, CLIENT_CLOSED, "the client went away")
-            raise
-        outcome.usage, outcome.output_text = completion.usage, completion.output_text
-        outcome.first_byte_at = trio.current_time()
-        await gw.meter.record(outcome)
-        return Response(completion.body, content_type="application/json", headers=headers)
-
     return bp
 
 
-async def _stream(
-    gw: Gateway, chat: ChatRequest, model: Model, outcome: Outcome, headers: dict[str, str]
-) -> Response:
+@dataclass(slots=True)
+class Reply:
+    """A response the edge sends as it is: a body, or a stream of SSE bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+async def chat_completions(
+    gw: Gateway, authorization: str | None, raw_body: bytes, request_id: str
+) -> Reply:
+    """POST /v1/chat/completions, independent of the web framework (see `proxy.edge`)."""
+    started = trio.current_time()
+    key = await gw.auth.authenticate(authorization)
+    chat = parse_chat_request(parse_json(raw_body))
+    model = gw.catalog.get(chat.model)
+    if model is None:
+        raise unknown_model(chat.model)
+    outcome = Outcome(
+        request_id=request_id,
+        key=key,
+        requested_model=chat.model,
+        model=model,
+        stream=chat.stream,
+        started=started,
+        messages=chat.messages,
+    )
+    headers = {"x-tokenroute-model": model.id, "x-tokenroute-provider": model.provider}
     try:
-        upstream = await gw.relay.open_stream(chat, model)
+        if chat.stream:
+            upstream = await gw.relay.open_stream(chat, model)
+            return Reply(200, {**STREAM_HEADERS, **headers}, stream=_relay(gw, upstream, outcome))
+        completion = await gw.relay.complete(chat, model)
     except GatewayError as exc:
         await _failed(gw, outcome, exc.status, exc.message)
         raise
     except trio.Cancelled:
         await _failed(gw, outcome, CLIENT_CLOSED, "the client went away")
         raise
-    response = Response(_relay(gw, upstream, outcome), headers={**STREAM_HEADERS, **headers})
-    response.timeout = None  # our own per-provider timeouts apply, not Quart's
-    return response
+    outcome.usage, outcome.output_text = completion.usage, completion.output_text
+    outcome.first_byte_at = trio.current_time()
+    await gw.meter.record(outcome)
+    return Reply(200, {"content-type": "application/json", **headers}, completion.body)
 
 
 async def _relay(gw: Gateway, upstream: UpstreamStream, outcome: Outcome) -> AsyncIterator[bytes]:
@@ -123,8 +124,7 @@ async def _failed(gw: Gateway, outcome: Outcome, status: int, message: str) -> N
     await gw.meter.record(outcome)
 
 
-async def json_body() -> Any:
-    data = await request.get_data(cache=False)
+def parse_json(data: bytes) -> Any:
     if not data:
         raise BadRequest("the request body is empty; send a JSON object")
     try:

@@ -8,8 +8,6 @@ everything queued (usage rows of cancelled streams included) before it closes.
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 from dataclasses import dataclass
 
 from quart import Response, g, request
@@ -19,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from .auth import KeyAuth
 from .catalog import Catalog, build_catalog
 from .config import Settings
+from .edge import Edge, request_id_from
 from .errors import GatewayError, InternalError, NotFound, PayloadTooLarge, envelope
 from .metering import Meter
 from .providers.base import Adapter
@@ -28,7 +27,6 @@ from .store import Store
 from .tokens import TokenCounter
 
 log = logging.getLogger("tokenroute")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 @dataclass
@@ -57,6 +55,7 @@ def build_gateway(settings: Settings) -> Gateway:
 
 
 def create_app(settings: Settings) -> QuartTrio:
+    """The Quart app; serve `asgi_app(app)` so the chat route takes the fast edge."""
     from .api import v1_blueprint
     from .health import health_blueprint
 
@@ -84,8 +83,8 @@ def create_app(settings: Settings) -> QuartTrio:
 
     @app.before_request
     async def assign_request_id() -> None:
-        given = request.headers.get("x-request-id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else "req_" + secrets.token_hex(12)
+        given = request.headers.get("x-request-id")
+        g.request_id = request_id_from(given.encode("latin-1") if given else None)
 
     @app.after_request
     async def echo_request_id(response: Response) -> Response:
@@ -120,6 +119,11 @@ def create_app(settings: Settings) -> QuartTrio:
     app.register_blueprint(health_blueprint(gw))
     app.register_blueprint(v1_blueprint(gw))
     return app
+
+
+def asgi_app(app: QuartTrio) -> Edge:
+    """What the server runs: the hot chat route as plain ASGI, everything else through Quart."""
+    return Edge(app, gateway_of(app))
 
 
 def gateway_of(app: QuartTrio) -> Gateway:

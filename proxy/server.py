@@ -17,7 +17,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from .app import create_app, gateway_of
+from .app import asgi_app, create_app, gateway_of
 from .config import Settings
 
 log = logging.getLogger("tokenroute")
@@ -69,7 +69,7 @@ async def serve(
             app.nursery.start_soon(drain_then_cut)
 
     await hypercorn_serve(
-        app,  # type: ignore[arg-type]
+        asgi_app(app),  # type: ignore[arg-type]
         hypercorn_config(settings),
         shutdown_trigger=trigger,
         task_status=task_status,

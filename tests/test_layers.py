@@ -10,7 +10,7 @@ LAYERS = {
     0: {"config", "errors", "money", "chat", "sse", "apikeys", "data"},
     1: {"catalog", "providers"},
     2: {"tokens", "auth", "store", "relay", "metering"},
-    3: {"api", "health"},
+    3: {"api", "health", "edge"},
     4: {"app", "server"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
