@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import itertools
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
 
 import httpx2 as httpx
 import orjson
@@ -100,17 +99,16 @@ class StreamCutter:
     def open_reads(self) -> int:
         return len(self._scopes)
 
-    @contextmanager
-    def guard(self) -> Iterator[trio.CancelScope]:
+    def scope(self) -> trio.CancelScope:
+        """A cancel scope for one wait on the upstream; `release` it afterwards."""
         scope = trio.CancelScope()
         if self.reason is not None:
             scope.cancel()
         self._scopes.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._scopes.discard(scope)
+        return scope
+
+    def release(self, scope: trio.CancelScope) -> None:
+        self._scopes.discard(scope)
 
 
 class UpstreamStream:
@@ -134,24 +132,30 @@ class UpstreamStream:
         """Client SSE bytes as upstream chunks arrive; ends with [DONE] or an error event."""
         raw = self._response.aiter_raw()
         try:
+            cutter, feed = self._cutter, self.translator.feed
             while True:
-                with self._cutter.guard() as guard, trio.fail_after(self._idle):
-                    try:
+                guard = cutter.scope()
+                try:
+                    with guard, trio.fail_after(self._idle):
                         chunk = await raw.__anext__()
-                    except StopAsyncIteration:
-                        break
-                if guard.cancelled_caught:
-                    self.state.error = UpstreamUnavailable(self._cutter.reason or "stream cut")
+                except StopAsyncIteration:
                     break
-                for out in self.translator.feed(chunk):
+                finally:
+                    cutter.release(guard)
+                if guard.cancelled_caught:
+                    self.state.error = UpstreamUnavailable(cutter.reason or "stream cut")
+                    break
+                events = feed(chunk)
+                if events:  # all the events of one upstream read go out in one write
                     if self.first_byte_at is None:
                         self.first_byte_at = trio.current_time()
-                    yield out
+                    yield events[0] if len(events) == 1 else b"".join(events)
                 if self.state.error is not None:
                     break
             if self.state.error is None:
-                for out in self.translator.finish():
-                    yield out
+                events = self.translator.finish()
+                if events:
+                    yield b"".join(events)
         except trio.TooSlowError:
             self.state.error = UpstreamTimeout(
                 f"the upstream sent nothing for {self._idle:g} s mid-stream"
