@@ -380,6 +380,7 @@ class Bench:
         self.upstream: Proc | None = None
         self.key = ""
         self.config: Path | None = None
+        self.gw_commit: str | None = None
 
     # ---- setup
     def start_upstream(self) -> None:
@@ -420,6 +421,7 @@ class Bench:
         cmd = [*tokenroute_cmd(), "serve", "--db", str(self.db), "--host", "127.0.0.1", "--port", str(self.gw_port)]
         if config is not None:
             cmd += ["--config", str(config)]
+        self.gw_commit = git_commit()
         gw = Proc(f"gateway-{tag}", cmd, env, self.out / f"gateway-{tag}.log", cwd=str(self.tmp))
         wait_ready(gw, self.gw_url + "/healthz", 60)
         return gw
@@ -520,6 +522,7 @@ class Bench:
                     "kind": "idle",
                     "gw_idle_rss_mb": round(rss_mb(tree_pids(gw.pid)), 1),
                     "gw_procs": len(tree_pids(gw.pid)),
+                    "commit": self.gw_commit,
                 }
             )
             for c in a.concs:
@@ -634,6 +637,7 @@ class Bench:
                     "gw_idle_fds": idle_fds,
                     "gw_rss_mb_after": round(after, 1),
                     "gw_max_connections": a.hold_max_connections or "default",
+                    "commit": self.gw_commit,
                 }
             )
         finally:
@@ -710,14 +714,7 @@ def collect_meta(a: argparse.Namespace, b: Bench) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         r = subprocess.run([b.wrk, "-v"], capture_output=True, text=True, timeout=5)
         versions["wrk"] = (r.stdout + r.stderr).strip().splitlines()[0]
-    commit = None
-    with contextlib.suppress(Exception):
-        commit = (
-            subprocess.run(
-                ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-            or None
-        )
+    commit = git_commit()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "argv": sys.argv,
@@ -736,6 +733,14 @@ def collect_meta(a: argparse.Namespace, b: Bench) -> dict[str, Any]:
         "hold_max_connections": a.hold_max_connections or "default",
         "nofile_limit": _nofile(),
     }
+
+
+def git_commit() -> str | None:
+    """The checkout the gateway runs from (an editable install: code may change between starts)."""
+    with contextlib.suppress(Exception):
+        cmd = ["git", "-C", str(REPO), "describe", "--always", "--dirty"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip() or None
+    return None
 
 
 def _nofile() -> int | None:
@@ -876,6 +881,11 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             }
     idle = [r["gw_idle_rss_mb"] for r in records if r["kind"] == "idle"]
     out["gw_idle_rss_mb"] = _med(idle)
+    out["gateway_commits"] = {
+        (f"round {r['round']}" if r["kind"] == "idle" else f"hold {r['conc']}"): r.get("commit")
+        for r in records
+        if r["kind"] in ("idle", "hold") and r["target"] == "gateway"
+    }
     out["failures"] = [r["error"] for r in records if r["kind"] == "error"]
     return out
 
@@ -1053,6 +1063,13 @@ def report(meta: dict[str, Any], s: dict[str, Any], out: Path) -> str:
                 )
     L.append("")
     L.append(f"Gateway idle RSS after warmup (median over rounds): {f(s.get('gw_idle_rss_mb'), 1)} MB")
+    commits = s.get("gateway_commits") or {}
+    if len(set(commits.values())) > 1:
+        L.append("")
+        L.append(
+            "The checkout changed during the run; the gateway code each start ran: "
+            + ", ".join(f"{k} {v}" for k, v in commits.items())
+        )
     if s.get("failures"):
         L.append("")
         L.append("Failures: " + "; ".join(s["failures"]))
