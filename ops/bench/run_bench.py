@@ -154,7 +154,7 @@ class Sampler:
         self.peak_rss = 0.0
         self.peak_fds = 0
         self.peak_up_fds = 0
-        self.series: list[tuple[float, float, int]] = []
+        self.series: list[tuple[float, float, int, float | None]] = []
         self._stop = threading.Event()
 
     def __enter__(self) -> Sampler:
@@ -171,6 +171,7 @@ class Sampler:
 
     def _run(self) -> None:
         n = 0
+        last = (time.perf_counter(), cpu_s(self.gw))
         while not self._stop.is_set():
             if n % 8 == 0:
                 self.gw = tree_pids(self.gw_pid) or self.gw
@@ -182,7 +183,10 @@ class Sampler:
                 if self.fds and self.up:
                     self.peak_up_fds = max(self.peak_up_fds, fd_count(self.up))
                 if self.keep_series:
-                    self.series.append((round(time.time(), 2), round(r, 1), f))
+                    now = (time.perf_counter(), cpu_s(self.gw))
+                    cores = (now[1] - last[1]) / (now[0] - last[0]) if now[0] > last[0] else None
+                    last = now
+                    self.series.append((round(time.time(), 2), round(r, 1), f, _r(cores, 2)))
             n += 1
             self._stop.wait(self.every)
 
@@ -623,7 +627,7 @@ class Bench:
             time.sleep(1.0)
             after = rss_mb(tree_pids(gw.pid))
             (self.out / f"hold-gateway-{n}.rss.jsonl").write_text(
-                "".join(json.dumps({"t": t, "rss_mb": m, "fds": f}) + "\n" for t, m, f in s.series)
+                "".join(json.dumps({"t": t, "rss_mb": m, "fds": f, "gw_cores": c}) + "\n" for t, m, f, c in s.series)
             )
             self.emit(
                 {
