@@ -1115,7 +1115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--hold-max-connections",
         type=int,
         default=0,
-        help="raise the gateway's upstream pool (max_connections) for the hold test",
+        help="the gateway's upstream pool size (max_connections) for the hold test (default: its own)",
     )
     ap.add_argument("--stream-delay", type=float, default=0.01, help="fake upstream pacing between chunks")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s, burst 200, hold 500")
@@ -1145,6 +1145,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)  # also when started in the background with SIGINT ignored
     out = Path(a.out) if a.out else HERE / "out" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="tokenroute-bench-"))
