@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import httpx2 as httpx
 import orjson
@@ -99,9 +99,9 @@ class StreamCutter:
     def open_reads(self) -> int:
         return len(self._scopes)
 
-    def scope(self) -> trio.CancelScope:
+    def scope(self, timeout: float) -> trio.CancelScope:
         """A cancel scope for one wait on the upstream; `release` it afterwards."""
-        scope = trio.CancelScope()
+        scope = trio.CancelScope(deadline=trio.current_time() + timeout)
         if self.reason is not None:
             scope.cancel()
         self._scopes.add(scope)
@@ -129,47 +129,58 @@ class UpstreamStream:
         self._cutter = cutter
 
     async def events(self) -> AsyncIterator[bytes]:
-        """Client SSE bytes as upstream chunks arrive; ends with [DONE] or an error event."""
+        """Client SSE bytes as upstream chunks arrive; ends with [DONE] or an error event.
+
+        Events already buffered from one upstream read go out in one write, and one
+        cancel scope (shutdown cut + idle deadline) covers each such batch: under
+        load this, not parsing, is what a relayed chunk costs.
+        """
         raw = self._response.aiter_raw()
+        more_buffered = _buffered_probe(self._response)
+        cutter, feed, state = self._cutter, self.translator.feed, self.state
+        pending: list[bytes] = []
+        ended = False
         try:
-            cutter, feed = self._cutter, self.translator.feed
-            while True:
-                guard = cutter.scope()
+            while not ended and state.error is None:
+                scope = cutter.scope(self._idle)
                 try:
-                    with guard, trio.fail_after(self._idle):
-                        chunk = await raw.__anext__()
-                except StopAsyncIteration:
-                    break
+                    with scope:
+                        while True:
+                            try:
+                                chunk = await raw.__anext__()
+                            except StopAsyncIteration:
+                                ended = True
+                                break
+                            pending += feed(chunk)
+                            if state.error is not None or (pending and not more_buffered()):
+                                break
                 finally:
-                    cutter.release(guard)
-                if guard.cancelled_caught:
-                    self.state.error = UpstreamUnavailable(cutter.reason or "stream cut")
-                    break
-                events = feed(chunk)
-                if events:  # all the events of one upstream read go out in one write
+                    cutter.release(scope)
+                if scope.cancelled_caught:
+                    state.error = (
+                        UpstreamUnavailable(cutter.reason)
+                        if cutter.reason
+                        else UpstreamTimeout(
+                            f"the upstream sent nothing for {self._idle:g} s mid-stream"
+                        )
+                    )
+                if pending:
                     if self.first_byte_at is None:
                         self.first_byte_at = trio.current_time()
-                    yield events[0] if len(events) == 1 else b"".join(events)
-                if self.state.error is not None:
-                    break
-            if self.state.error is None:
+                    yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    pending.clear()
+            if state.error is None:
                 events = self.translator.finish()
                 if events:
                     yield b"".join(events)
-        except trio.TooSlowError:
-            self.state.error = UpstreamTimeout(
-                f"the upstream sent nothing for {self._idle:g} s mid-stream"
-            )
         except httpx.HTTPError as exc:
-            self.state.error = UpstreamError(
-                f"the upstream connection failed mid-stream: {_why(exc)}"
-            )
+            state.error = UpstreamError(f"the upstream connection failed mid-stream: {_why(exc)}")
         finally:
             with trio.CancelScope(shield=True):
                 await raw.aclose()
                 await self._response.aclose()
-        if self.state.error is not None:
-            yield encode_data(orjson.dumps(error_body(self.state.error)))
+        if state.error is not None:
+            yield encode_data(orjson.dumps(error_body(state.error)))
         else:
             yield DONE
 
@@ -270,3 +281,17 @@ class Relay:
 
 def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _buffered_probe(response: httpx.Response) -> Callable[[], bool]:
+    """Whether the upstream connection already holds the next complete event.
+
+    httpcore hands out one HTTP chunk per iteration even when many arrived in one
+    read; peeking at its h11 buffer lets all of them go to the client in one write.
+    """
+    try:
+        h11_state = response.stream._httpcore_stream._stream._connection._h11_state  # type: ignore[attr-defined]
+        buffer = h11_state._receive_buffer
+    except AttributeError:
+        return lambda: False
+    return lambda: len(buffer) > 0 and (b"\n\n" in buffer._data or b"\r\n\r\n" in buffer._data)
