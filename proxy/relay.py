@@ -208,7 +208,7 @@ class Relay:
         adapter = self._adapters[model.provider]
         response = await self._send(model, adapter.chat_request(chat, model, self._key(model)))
         try:
-            body = await response.aread()
+            body = await _read_body(response)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"{model.provider} timed out sending its response") from exc
         except httpx.HTTPError as exc:
@@ -277,6 +277,14 @@ class Relay:
             response.headers.get("retry-after"),
             model.provider,
         )
+
+
+async def _read_body(response: httpx.Response) -> bytes:
+    """The body, skipping httpx's decoder layers when the upstream honoured `identity`."""
+    if "content-encoding" in response.headers:
+        return await response.aread()
+    parts = [part async for part in response.stream]
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _why(exc: BaseException) -> str:

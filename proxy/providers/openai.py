@@ -28,7 +28,7 @@ class OpenAIAdapter:
         body["model"] = model.upstream_id
         if chat.stream:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         if chat.stream:
