@@ -10,10 +10,11 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .config_values import parse_bool, parse_decimal, parse_int, parse_rate, parse_seconds
 from .errors import ConfigError
 
 # Providers that speak OpenAI's API and are enabled by the env vars users already have.
@@ -55,6 +56,19 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class TierSettings:
+    """Request limits for a group of keys (`[tiers.NAME]`); a key may override each."""
+
+    name: str
+    rps: float = 5.0  # sustained requests per second
+    burst: int = 10  # requests allowed at once before the sustained rate applies
+    max_streams: int = 32  # concurrent streams per key
+
+
+DEFAULT_TIER = TierSettings("default")
+
+
+@dataclass(frozen=True)
 class Settings:
     db_path: Path = Path("tokenroute.db")
     host: str = "127.0.0.1"
@@ -68,6 +82,20 @@ class Settings:
     access_log: bool = False
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
+    tiers: tuple[TierSettings, ...] = (DEFAULT_TIER,)
+    default_tier: str = "default"
+    # Reserved for a request that sets no max_tokens; the upstream limit is set only
+    # when the balance cannot pay for this many.
+    max_output_tokens: int = 16384
+    # A request whose balance cannot pay for its prompt plus this many tokens gets 402.
+    min_completion_tokens: int = 16
+
+    def tier(self, name: str | None) -> TierSettings:
+        wanted = name or self.default_tier
+        found = next((t for t in self.tiers if t.name == wanted), None)
+        if found is None:
+            found = next((t for t in self.tiers if t.name == self.default_tier), DEFAULT_TIER)
+        return found
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -84,6 +112,9 @@ _SERVER_KEYS = {
     "log_level": "log_level",
     "access_log": "access_log",
     "internal_secret_env": None,
+    "default_tier": "default_tier",
+    "max_output_tokens": "max_output_tokens",
+    "min_completion_tokens": "min_completion_tokens",
 }
 _ENV_KEYS = {
     "TOKENROUTE_DB": "db_path",
@@ -115,6 +146,7 @@ _MODEL_KEYS = {
     "markup",
     "hidden",
 }
+_TIER_KEYS = {"rps", "burst", "max_streams"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -126,7 +158,7 @@ def load_settings(
     """Build the frozen settings; `overrides` are command-line values (None = not given)."""
     path = config_path or environ.get("TOKENROUTE_CONFIG")
     doc = _read_toml(Path(path)) if path else {}
-    unknown = set(doc) - {"server", "providers", "models"}
+    unknown = set(doc) - {"server", "providers", "models", "tiers"}
     if unknown:
         raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
     server = _table(doc, "server", "config [server]")
@@ -146,10 +178,15 @@ def load_settings(
         if value is not None:
             raw[name] = (f"--{name.replace('_', '-')}", value)
     values = {name: _coerce(name, setting, value) for name, (setting, value) in raw.items()}
+    tiers = _tiers(_table(doc, "tiers", "config [tiers]"))
+    default_tier = values.get("default_tier", "default")
+    if default_tier not in {t.name for t in tiers}:
+        raise ConfigError(f"[server] default_tier: no tier named {default_tier!r}")
     return Settings(
         **values,
         providers=_providers(environ, _table(doc, "providers", "config [providers]")),
         models=_models(_table(doc, "models", "config [models]")),
+        tiers=tiers,
     )
 
 
@@ -177,26 +214,33 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
             raise ConfigError(f"{setting}: the database path is empty")
         return Path(str(value))
     if name == "port":
-        port = _int(setting, value)
+        port = parse_int(setting, value)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{setting}: expected a port 0-65535, got {value!r}")
         return port
     if name in ("max_body_bytes",):
-        number = _int(setting, value)
+        number = parse_int(setting, value)
         if number < 1024:
             raise ConfigError(f"{setting}: expected at least 1024 bytes, got {value!r}")
         return number
+    if name in ("max_output_tokens", "min_completion_tokens"):
+        number = parse_int(setting, value)
+        if number < 1:
+            raise ConfigError(f"{setting}: expected a positive number of tokens, got {value!r}")
+        return number
+    if name == "default_tier":
+        return str(value)
     if name in ("shutdown_grace", "key_cache_seconds"):
-        return _seconds(setting, value)
+        return parse_seconds(setting, value)
     if name == "markup":
-        return _decimal(setting, value)
+        return parse_decimal(setting, value)
     if name == "log_level":
         level = str(value).lower()
         if level not in _LOG_LEVELS:
             raise ConfigError(f"{setting}: expected one of {', '.join(_LOG_LEVELS)}, got {value!r}")
         return level
     if name == "access_log":
-        return _bool(setting, value)
+        return parse_bool(setting, value)
     if name == "host":
         if not str(value).strip():
             raise ConfigError(f"{setting}: the host is empty")
@@ -206,48 +250,6 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
             raise ConfigError(f"{setting}: the internal secret must be at least 16 characters")
         return None if value is None else str(value)
     raise ConfigError(f"{setting}: unknown setting")
-
-
-def _int(setting: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{setting}: expected an integer, got {value!r}")
-    try:
-        return int(str(value).strip())
-    except ValueError as exc:
-        raise ConfigError(f"{setting}: expected an integer, got {value!r}") from exc
-
-
-def _seconds(setting: str, value: Any) -> float:
-    try:
-        seconds = float(str(value).strip())
-    except ValueError as exc:
-        raise ConfigError(f"{setting}: expected a number of seconds, got {value!r}") from exc
-    if not 0 <= seconds < 10**7:
-        raise ConfigError(f"{setting}: expected a number of seconds >= 0, got {value!r}")
-    return seconds
-
-
-def _decimal(setting: str, value: Any) -> Decimal:
-    if isinstance(value, bool):
-        raise ConfigError(f"{setting}: expected a decimal number, got {value!r}")
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise ConfigError(f"{setting}: expected a decimal number, got {value!r}") from exc
-    if not number.is_finite() or number < 0:
-        raise ConfigError(f"{setting}: expected a number >= 0, got {value!r}")
-    return number
-
-
-def _bool(setting: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{setting}: expected true or false, got {value!r}")
 
 
 def _providers(
@@ -296,12 +298,14 @@ def _provider(name: str, table: Mapping[str, Any], key: str | None, url: str) ->
     if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
         raise ConfigError(f"{where} models: expected a list of model ids")
     limits = {
-        k: _int(f"{where} {k}", table[k]) for k in ("max_connections", "pool_shards") if k in table
+        k: parse_int(f"{where} {k}", table[k])
+        for k in ("max_connections", "pool_shards")
+        if k in table
     }
     if limits.get("max_connections", 1) < 1 or limits.get("pool_shards", 0) < 0:
         raise ConfigError(f"{where}: max_connections must be at least 1, pool_shards at least 0")
     timeouts = {
-        k: _seconds(f"{where} {k}", table[k])
+        k: parse_seconds(f"{where} {k}", table[k])
         for k in ("connect_timeout", "first_byte_timeout", "idle_timeout")
         if k in table
     }
@@ -329,7 +333,7 @@ def _models(tables: Mapping[str, Any]) -> tuple[ModelSettings, ...]:
         if unknown:
             raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
         prices = {
-            k: _decimal(f"{where} {k}", table[k])
+            k: parse_decimal(f"{where} {k}", table[k])
             for k in ("input_price", "output_price", "cache_read_price", "markup")
             if k in table
         }
@@ -338,9 +342,28 @@ def _models(tables: Mapping[str, Any]) -> tuple[ModelSettings, ...]:
             ModelSettings(
                 id=model_id,
                 upstream_id=str(table["upstream_id"]) if "upstream_id" in table else None,
-                context_length=_int(f"{where} context_length", context) if context else None,
-                hidden=_bool(f"{where} hidden", table.get("hidden", False)),
+                context_length=parse_int(f"{where} context_length", context) if context else None,
+                hidden=parse_bool(f"{where} hidden", table.get("hidden", False)),
                 **prices,
             )
         )
     return tuple(out)
+
+
+def _tiers(tables: Mapping[str, Any]) -> tuple[TierSettings, ...]:
+    found = {DEFAULT_TIER.name: DEFAULT_TIER}
+    for name, table in tables.items():
+        where = f"config [tiers.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table")
+        unknown = set(table) - _TIER_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        base = found.get(name, DEFAULT_TIER)
+        rps = parse_rate(f"{where} rps", table.get("rps", base.rps))
+        burst = parse_int(f"{where} burst", table.get("burst", base.burst))
+        streams = parse_int(f"{where} max_streams", table.get("max_streams", base.max_streams))
+        if burst < 1 or streams < 0:
+            raise ConfigError(f"{where}: burst must be at least 1 and max_streams at least 0")
+        found[name] = TierSettings(name, rps, burst, streams)
+    return tuple(found.values())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
-    0: {"config", "errors", "money", "chat", "sse", "apikeys", "data"},
+    0: {"config", "config_values", "errors", "money", "chat", "sse", "apikeys", "data"},
     1: {"catalog", "providers"},
     2: {"tokens", "auth", "store", "relay", "metering"},
     3: {"api", "health", "edge"},
