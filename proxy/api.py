@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 from quart import Blueprint, Response, request
 
+from .billing import LIMIT_FIELDS, choices, plan, requested_limit
 from .catalog import Catalog, Model
 from .chat import parse_chat_request
 from .errors import BadRequest, GatewayError, NotFound
 from .metering import Outcome
 from .relay import UpstreamStream
+from .store import KeyRecord
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -39,16 +42,22 @@ def v1_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.get("/models")
     async def list_models() -> Response:
-        await gw.auth.authenticate(request.headers.get("authorization"))
-        return Response(models_body, content_type="application/json")
+        key = await gw.auth.authenticate(request.headers.get("authorization"))
+        return Response(models_body, content_type="application/json", headers=gw.limiter.peek(key))
 
     @bp.get("/models/<path:model_id>")
     async def get_model(model_id: str) -> Response:
-        await gw.auth.authenticate(request.headers.get("authorization"))
+        key = await gw.auth.authenticate(request.headers.get("authorization"))
         model = gw.catalog.get(model_id)
         if model is None:
-            raise unknown_model(model_id)
-        return Response(orjson.dumps(model_entry(model)), content_type="application/json")
+            error = unknown_model(model_id)
+            error.headers.update(gw.limiter.peek(key))
+            raise error
+        return Response(
+            orjson.dumps(model_entry(model)),
+            content_type="application/json",
+            headers=gw.limiter.peek(key),
+        )
 
     return bp
 
@@ -69,10 +78,27 @@ async def chat_completions(
     """POST /v1/chat/completions, independent of the web framework (see `proxy.edge`)."""
     started = trio.current_time()
     key = await gw.auth.authenticate(authorization)
+    limit_headers = gw.limiter.take(key)
+    try:
+        return await _chat(gw, key, raw_body, request_id, started, limit_headers)
+    except GatewayError as exc:
+        exc.headers = {**limit_headers, **exc.headers}
+        raise
+
+
+async def _chat(
+    gw: Gateway,
+    key: KeyRecord,
+    raw_body: bytes,
+    request_id: str,
+    started: float,
+    limit_headers: dict[str, str],
+) -> Reply:
     chat = parse_chat_request(parse_json(raw_body))
     model = gw.catalog.get(chat.model)
     if model is None:
         raise unknown_model(chat.model)
+    requested, n = requested_limit(chat.body), choices(chat.body)
     outcome = Outcome(
         request_id=request_id,
         key=key,
@@ -82,22 +108,54 @@ async def chat_completions(
         started=started,
         messages=chat.messages,
     )
-    headers = {"x-tokenroute-model": model.id, "x-tokenroute-provider": model.provider}
+    headers = {
+        **limit_headers,
+        "x-tokenroute-model": model.id,
+        "x-tokenroute-provider": model.provider,
+    }
+    if chat.stream:
+        gw.limiter.open_stream(key)
     try:
+        prompt_tokens = await gw.tokens.count_request(chat.body)
+        outcome.hold, budget = await gw.wallets.reserve(
+            key.id,
+            request_id,
+            partial(
+                plan,
+                model,
+                prompt_tokens=prompt_tokens,
+                requested=requested,
+                n=n,
+                default_cap=gw.settings.max_output_tokens,
+                min_completion=gw.settings.min_completion_tokens,
+            ),
+        )
+        if budget.completion_limit is not None:
+            field = next((f for f in LIMIT_FIELDS if f in chat.body), None)
+            chat.body[field or gw.relay.limit_field(model)] = budget.completion_limit
+            headers["x-tokenroute-max-tokens"] = str(budget.completion_limit)
         if chat.stream:
             upstream = await gw.relay.open_stream(chat, model)
             return Reply(200, {**STREAM_HEADERS, **headers}, stream=_relay(gw, upstream, outcome))
         completion = await gw.relay.complete(chat, model)
     except GatewayError as exc:
-        await _failed(gw, outcome, exc.status, exc.message)
+        _end_stream(gw, outcome)
+        if outcome.hold is not None:  # refused before a hold (402) is not a request we ran
+            await _failed(gw, outcome, exc.status, exc.message)
         raise
     except trio.Cancelled:
+        _end_stream(gw, outcome)
         await _failed(gw, outcome, CLIENT_CLOSED, "the client went away")
         raise
     outcome.usage, outcome.output_text = completion.usage, completion.output_text
     outcome.first_byte_at = trio.current_time()
     await gw.meter.record(outcome)
     return Reply(200, {"content-type": "application/json", **headers}, completion.body)
+
+
+def _end_stream(gw: Gateway, outcome: Outcome) -> None:
+    if outcome.stream:
+        gw.limiter.close_stream(outcome.key)
 
 
 async def _relay(gw: Gateway, upstream: UpstreamStream, outcome: Outcome) -> AsyncIterator[bytes]:
@@ -111,6 +169,7 @@ async def _relay(gw: Gateway, upstream: UpstreamStream, outcome: Outcome) -> Asy
         outcome.error = "the client went away" if outcome.status == CLIENT_CLOSED else repr(exc)
         raise
     finally:
+        _end_stream(gw, outcome)
         state = upstream.state
         if state.error is not None and outcome.status == 200:
             outcome.status, outcome.error = state.error.status, state.error.message

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -20,11 +21,15 @@ from .config import Settings
 from .edge import Edge, request_id_from
 from .errors import GatewayError, InternalError, NotFound, PayloadTooLarge, envelope
 from .metering import Meter
+from .money import format_usd
 from .providers.base import Adapter
 from .providers.openai import OpenAIAdapter
+from .ratelimit import RateLimiter
 from .relay import Relay
 from .store import Store
+from .store.ledger import release_holds
 from .tokens import TokenCounter
+from .wallet import Wallets
 
 log = logging.getLogger("tokenroute")
 
@@ -39,18 +44,26 @@ class Gateway:
     catalog: Catalog
     relay: Relay
     meter: Meter
+    wallets: Wallets
+    limiter: RateLimiter
+    tokens: TokenCounter
 
 
 def build_gateway(settings: Settings) -> Gateway:
     store = Store(settings.db_path)
     adapters: dict[str, Adapter] = {p.name: OpenAIAdapter(p.name) for p in settings.providers}
+    wallets = Wallets(store)
+    tokens = TokenCounter()
     return Gateway(
         settings=settings,
         store=store,
         auth=KeyAuth(store, settings.key_cache_seconds),
         catalog=build_catalog(settings),
         relay=Relay({p.name: p for p in settings.providers}, adapters),
-        meter=Meter(store, TokenCounter()),
+        meter=Meter(wallets, tokens),
+        wallets=wallets,
+        limiter=RateLimiter(settings),
+        tokens=tokens,
     )
 
 
@@ -69,14 +82,30 @@ def create_app(settings: Settings) -> QuartTrio:
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
     app.extensions["tokenroute"] = gw
+    housekeeping = trio.CancelScope()
+
+    async def keep_house() -> None:
+        with housekeeping:
+            await gw.limiter.housekeeping()
 
     @app.before_serving
     async def start_services() -> None:
         await app.nursery.start(gw.store.run)
+        released, amount = await gw.store.write(release_holds)
+        if released:
+            log.warning(
+                "released %d holds ($%s) left by a gateway process that stopped without "
+                "settling them; the usage of those requests is unknown",
+                released,
+                format_usd(amount),
+            )
         gw.relay.open()
+        app.nursery.start_soon(gw.tokens.warm)
+        app.nursery.start_soon(keep_house)
 
     @app.after_serving
     async def stop_services() -> None:
+        housekeeping.cancel()
         await gw.relay.aclose()
         gw.store.close()
         await gw.store.wait_stopped()

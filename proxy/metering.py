@@ -2,8 +2,9 @@
 
 Called when a request ends however it ends: success, upstream failure, client
 disconnect or shutdown. Everything here is safe inside a cancelled scope: the
-row is handed to the store's writer with a non-blocking send, and a token
-estimate that needs a worker thread runs shielded and bounded in time.
+settlement is handed to the store's writer with a non-blocking send, and a token
+estimate that needs a worker thread runs shielded and bounded in time. Failed
+requests with no output cost nothing; an aborted stream costs what was relayed.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import trio
 
 from .catalog import Model
 from .chat import Usage
-from .store import KeyRecord, Store, UsageRecord
-from .store.usage import insert_usage
+from .store import KeyRecord, UsageRecord
 from .tokens import TokenCounter
+from .wallet import Hold, Wallets
 
 ESTIMATE_DEADLINE = 5.0  # seconds; past it, fall back to ~4 characters a token
 
@@ -39,15 +40,16 @@ class Outcome:
     output_text: str = ""
     first_byte_at: float | None = None
     messages: list[Any] | None = None
+    hold: Hold | None = None  # the money reserved for it, settled by `Meter.record`
 
 
 class Meter:
-    def __init__(self, store: Store, tokens: TokenCounter) -> None:
-        self._store = store
+    def __init__(self, wallets: Wallets, tokens: TokenCounter) -> None:
+        self._wallets = wallets
         self._tokens = tokens
 
     async def record(self, outcome: Outcome) -> UsageRecord:
-        """Write the row; the usage is estimated when the upstream reported none."""
+        """Settle the request: usage row, debit, hold released (estimated usage if none came)."""
         ended = trio.current_time()
         usage = outcome.usage
         if (
@@ -80,8 +82,10 @@ class Meter:
             ),
             stream=outcome.stream,
             created_at=int(time.time() * 1000),
+            reserved=outcome.hold.amount if outcome.hold else 0,
         )
-        self._store.submit(insert_usage, record)
+        self._wallets.settle(outcome.hold, record)
+        outcome.hold = None  # billed once, however many paths end here
         return record
 
     async def _estimate(self, messages: list[Any], output_text: str) -> Usage:

@@ -234,6 +234,9 @@ class Relay:
         translator = adapter.chat_stream(chat, model)
         return UpstreamStream(response, translator, provider.idle_timeout, self.cutter)
 
+    def limit_field(self, model: Model) -> str:
+        return self._adapters[model.provider].limit_field
+
     def _key(self, model: Model) -> str | None:
         return self._providers[model.provider].api_key
 

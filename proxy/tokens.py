@@ -8,13 +8,16 @@ and large texts are counted in a worker thread so the event loop stays free.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 from importlib import resources
 from typing import Any
 
+import orjson
 import tiktoken
 import trio
 
+IMAGE_TOKENS = 1_600  # held per image: a large high-detail image on gpt-4o costs about this
 INLINE_CHARS = 8_000  # below this, counting inline is cheaper than a thread hop
 # Per-message overhead of OpenAI's chat format.
 TOKENS_PER_MESSAGE = 3
@@ -33,6 +36,7 @@ _O200K_PATTERN = "|".join(
 )
 
 
+@functools.cache  # immutable once built: one copy per process, however many apps
 def load_o200k() -> tiktoken.Encoding:
     data = resources.files("proxy.data").joinpath("o200k_base.tiktoken.gz").read_bytes()
     ranks = {
@@ -71,6 +75,16 @@ def message_text(messages: list[Any]) -> tuple[str, int]:
     return "\n".join(parts), len(messages)
 
 
+def image_parts(messages: list[Any]) -> int:
+    return sum(
+        1
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
+    )
+
+
 class TokenCounter:
     def __init__(self) -> None:
         self._encoding: tiktoken.Encoding | None = None
@@ -90,6 +104,18 @@ class TokenCounter:
         if len(text) <= INLINE_CHARS:
             return len(encoding.encode_ordinary(text))
         return await trio.to_thread.run_sync(lambda: len(encoding.encode_ordinary(text)))
+
+    async def warm(self) -> None:
+        """Load the encoder ahead of the first request."""
+        await self._encoder()
+
+    async def count_request(self, body: dict[str, Any]) -> int:
+        """Prompt tokens of a chat body: messages, tool definitions, an allowance per image."""
+        total = await self.count_prompt(body["messages"])
+        tools = body.get("tools")
+        if tools:
+            total += await self.count(orjson.dumps(tools).decode())
+        return total + IMAGE_TOKENS * image_parts(body["messages"])
 
     async def count_prompt(self, messages: list[Any]) -> int:
         text, n = message_text(messages)

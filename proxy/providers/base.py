@@ -65,6 +65,9 @@ class StreamTranslator(Protocol):
 
 
 class Adapter(Protocol):
+    # where a completion limit goes when the client set none
+    limit_field: str
+
     def chat_request(
         self, chat: ChatRequest, model: Model, api_key: str | None
     ) -> UpstreamRequest: ...

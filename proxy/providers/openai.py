@@ -22,6 +22,8 @@ from .base import Completion, StreamState, UpstreamRequest, upstream_error
 class OpenAIAdapter:
     def __init__(self, provider: str) -> None:
         self.provider = provider
+        # OpenAI's reasoning models refuse `max_tokens`; other servers may not know the new name.
+        self.limit_field = "max_completion_tokens" if provider == "openai" else "max_tokens"
 
     def chat_request(self, chat: ChatRequest, model: Model, api_key: str | None) -> UpstreamRequest:
         body = dict(chat.body)

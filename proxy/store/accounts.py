@@ -25,6 +25,10 @@ class KeyRecord:
     balance: int
     status: str
     created_at: int
+    tier: str | None = None
+    rps: float | None = None  # None: the tier's
+    burst: int | None = None
+    max_streams: int | None = None
 
     @property
     def active(self) -> bool:
@@ -130,4 +134,6 @@ def key_by_id(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
     return KeyRecord(*row) if row else None
 
 
-_KEY_COLUMNS = "id, user_id, name, key_prefix, balance, status, created_at"
+_KEY_COLUMNS = (
+    "id, user_id, name, key_prefix, balance, status, created_at, tier, rps, burst, max_streams"
+)

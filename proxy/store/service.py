@@ -42,6 +42,7 @@ class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     done: trio.Event | None = None
+    on_done: Callable[[Any, BaseException | None], None] | None = None
     result: Any = None
     error: BaseException | None = None
 
@@ -97,9 +98,18 @@ class Store:
         await self._stopped.wait()
 
     # -- writes --------------------------------------------------------------------------
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue a write without waiting: safe inside a cancelled scope."""
-        self._send.send_nowait(_Job(fn, args))
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_done: Callable[[Any, BaseException | None], None] | None = None,
+    ) -> None:
+        """Queue a write without waiting: safe inside a cancelled scope.
+
+        `on_done(result, error)` runs on the event loop once the job's transaction
+        has committed (or failed), in the order the jobs were submitted.
+        """
+        self._send.send_nowait(_Job(fn, args, on_done=on_done))
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Queue a write and wait for its transaction to commit; its exception is re-raised."""
@@ -180,6 +190,11 @@ class Store:
         for job in batch:
             if job.done is not None:
                 job.done.set()
+            if job.on_done is not None:
+                try:
+                    job.on_done(job.result, job.error)
+                except Exception:
+                    log.exception("after-commit callback of %s failed", job.fn.__name__)
         if changed:
             self.stats.external_changes += 1
             for callback in self._listeners:

@@ -1,0 +1,90 @@
+"""What a request may spend: the hold to reserve and the completion limit to send.
+
+Pure arithmetic on integer money. Before a request goes upstream the gateway
+reserves the most it can cost: its prompt (estimated) plus every completion token
+it may produce. When the balance cannot pay for what the client asked for (or it
+asked for no limit), the completion limit is lowered to what the balance can pay
+for; when it cannot pay for the prompt plus a minimal completion, the answer is
+402 without calling the upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import Model
+from .chat import Usage
+from .errors import BadRequest, InsufficientQuota
+from .money import PICO_PER_UNIT, format_usd
+
+LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+# Token counts are o200k estimates; other tokenizers count a little differently.
+PROMPT_MARGIN_PERCENT = 10
+PROMPT_MARGIN_TOKENS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    hold: int  # money units reserved for the request
+    completion_limit: int | None  # a lower limit to send upstream, or None to keep the client's
+    prompt_tokens: int  # the estimate the hold was sized for
+
+
+def requested_limit(body: dict[str, Any]) -> int | None:
+    """The client's completion limit (`max_completion_tokens`, else `max_tokens`)."""
+    for name in LIMIT_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadRequest(f"'{name}' must be a positive integer", param=name)
+        return value
+    return None
+
+
+def choices(body: dict[str, Any]) -> int:
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise BadRequest("'n' must be an integer from 1 to 128", param="n")
+    return n
+
+
+def plan(
+    model: Model,
+    available: int,
+    *,
+    prompt_tokens: int,
+    requested: int | None,
+    n: int,
+    default_cap: int,
+    min_completion: int,
+) -> Budget:
+    """Size the hold; raise 402 when the balance cannot pay for a minimal answer."""
+    prompt = prompt_tokens + prompt_tokens * PROMPT_MARGIN_PERCENT // 100 + PROMPT_MARGIN_TOKENS
+    price = model.price
+    wanted = requested or default_cap
+    prompt_cost = price.cost(Usage(prompt, 0))
+    out_rate = price.rates_for(prompt).output  # pico-USD per completion token
+    if out_rate == 0:
+        affordable = wanted if prompt_cost <= available else 0
+    else:
+        spare_pico = (available - prompt_cost) * PICO_PER_UNIT
+        affordable = max(0, spare_pico // (out_rate * n))
+    floor = min(min_completion, wanted)
+    if prompt_cost > available or affordable < floor:
+        needed = price.cost(Usage(prompt, floor * n))
+        raise InsufficientQuota(
+            f"this key's balance of ${format_usd(max(available, 0))} cannot pay for this "
+            f"request on {model.id}: its prompt (about {prompt_tokens} tokens) and "
+            f"{floor * n} completion tokens need ${format_usd(needed)}. "
+            "Top up the key or use a cheaper model."
+        )
+    completion = min(wanted, affordable)
+    return Budget(
+        hold=price.cost(Usage(prompt, completion * n)),
+        completion_limit=completion if completion < wanted else None,
+        prompt_tokens=prompt_tokens,
+    )

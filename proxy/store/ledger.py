@@ -1,0 +1,186 @@
+"""The money ledger: every balance change is a row, in the same transaction as the change.
+
+Plain SQL on a connection, without transaction control of its own: the server
+runs these inside the writer's batch transaction, `tokenroute admin` inside
+`transaction()`. The invariant kept everywhere: a key's `balance` equals the sum
+of its ledger rows, and a usage row that cost something has exactly one debit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from .accounts import AccountError, now_ms
+from .usage import UsageRecord, insert_usage
+
+KINDS = ("grant", "topup", "usage", "transfer", "refund", "adjustment")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction for a command-line operation."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def credit(
+    conn: sqlite3.Connection,
+    key_id: str,
+    amount: int,
+    *,
+    kind: str = "grant",
+    reference: str | None = None,
+    actor: str = "admin",
+    note: str | None = None,
+) -> int:
+    """Add (or, for an adjustment, take) money; the new balance. Never below zero."""
+    if kind not in KINDS or kind == "usage":
+        raise AccountError(f"not a credit kind: {kind}")
+    if amount == 0:
+        raise AccountError("the amount is zero")
+    row = conn.execute(
+        "UPDATE api_keys SET balance = balance + ? WHERE id = ? AND balance + ? >= 0 "
+        "RETURNING balance",
+        (amount, key_id, amount),
+    ).fetchone()
+    if row is None:
+        if conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is None:
+            raise AccountError(f"no key with id {key_id}")
+        raise AccountError("the balance cannot go below zero")
+    conn.execute(
+        "INSERT INTO ledger (key_id, kind, amount, reference, actor, note, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (key_id, kind, amount, reference, actor, note, now_ms()),
+    )
+    return int(row[0])
+
+
+def insert_hold(
+    conn: sqlite3.Connection, hold_id: str, key_id: str, request_id: str, amount: int
+) -> None:
+    conn.execute(
+        "INSERT INTO holds (id, key_id, request_id, amount, created_at) VALUES (?, ?, ?, ?, ?)",
+        (hold_id, key_id, request_id, amount, now_ms()),
+    )
+
+
+def settle(conn: sqlite3.Connection, record: UsageRecord, hold_id: str | None) -> int:
+    """Write the usage row, debit its cost, drop its hold; the amount charged.
+
+    The charge never takes the balance below zero: what it cannot cover is kept
+    on the usage row as `unbilled` (only possible when the upstream ignored the
+    limit the hold was sized for).
+    """
+    charged = 0
+    if record.cost > 0 and record.key_id is not None:
+        row = conn.execute("SELECT balance FROM api_keys WHERE id = ?", (record.key_id,))
+        balance = row.fetchone()
+        charged = min(record.cost, balance[0] if balance else 0)
+    usage_id = insert_usage(conn, replace(record, cost=charged, unbilled=record.cost - charged))
+    if charged:
+        updated = conn.execute(
+            "UPDATE api_keys SET balance = balance - ? WHERE id = ? AND balance >= ?",
+            (charged, record.key_id, charged),
+        )
+        if updated.rowcount != 1:
+            raise RuntimeError(f"key {record.key_id}: the balance changed inside the transaction")
+        conn.execute(
+            "INSERT INTO ledger (key_id, kind, amount, reference, actor, usage_id, created_at) "
+            "VALUES (?, 'usage', ?, ?, 'gateway', ?, ?)",
+            (record.key_id, -charged, record.request_id, usage_id, record.created_at),
+        )
+    if hold_id is not None:
+        conn.execute("DELETE FROM holds WHERE id = ?", (hold_id,))
+    return charged
+
+
+def release_holds(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Drop every hold (at start-up they belong to a process that died): (count, total)."""
+    rows = conn.execute("DELETE FROM holds RETURNING amount").fetchall()
+    return len(rows), sum(r[0] for r in rows)
+
+
+def balances(conn: sqlite3.Connection, key_ids: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for start in range(0, len(key_ids), 500):
+        part = key_ids[start : start + 500]
+        marks = ", ".join("?" * len(part))
+        rows = conn.execute(f"SELECT id, balance FROM api_keys WHERE id IN ({marks})", part)
+        out.update({r[0]: r[1] for r in rows})
+    return out
+
+
+def ledger_rows(conn: sqlite3.Connection, key_id: str, limit: int) -> list[dict[str, object]]:
+    if conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is None:
+        raise AccountError(f"no key with id {key_id}")
+    rows = conn.execute(
+        "SELECT id, kind, amount, reference, actor, note, created_at FROM ledger "
+        "WHERE key_id = ? ORDER BY id DESC LIMIT ?",
+        (key_id, limit),
+    )
+    return [dict(r) for r in rows]
+
+
+def set_limits(
+    conn: sqlite3.Connection,
+    key_id: str,
+    *,
+    tier: str | None = None,
+    rps: float | None = None,
+    burst: int | None = None,
+    max_streams: int | None = None,
+) -> None:
+    changes = {"tier": tier, "rps": rps, "burst": burst, "max_streams": max_streams}
+    given = {k: v for k, v in changes.items() if v is not None}
+    if not given:
+        raise AccountError("nothing to change: give --tier, --rps, --burst or --max-streams")
+    assignments = ", ".join(f"{name} = :{name}" for name in given)
+    updated = conn.execute(
+        f"UPDATE api_keys SET {assignments} WHERE id = :id", {**given, "id": key_id}
+    )
+    if updated.rowcount == 0:
+        raise AccountError(f"no key with id {key_id}")
+
+
+def check(conn: sqlite3.Connection) -> list[str]:
+    """Every way the books can disagree, one line each; empty when they agree."""
+    problems = [
+        f"key {key_id}: balance {balance} but its ledger sums to {total}"
+        for key_id, balance, total in conn.execute(
+            "SELECT k.id, k.balance, coalesce(l.total, 0) FROM api_keys k "
+            "LEFT JOIN (SELECT key_id, sum(amount) AS total FROM ledger GROUP BY key_id) l "
+            "ON l.key_id = k.id WHERE k.balance != coalesce(l.total, 0)"
+        )
+    ]
+    problems += [
+        f"usage row {usage_id} (request {request_id}): cost {cost} but "
+        + ("no debit" if debit is None else f"a debit of {debit}")
+        for usage_id, request_id, cost, debit in conn.execute(
+            "SELECT u.id, u.request_id, u.cost, l.amount FROM usage u "
+            "LEFT JOIN ledger l ON l.usage_id = u.id "
+            "WHERE u.cost != 0 AND (l.amount IS NULL OR l.amount != -u.cost)"
+        )
+    ]
+    problems += [
+        f"ledger row {row_id}: a usage debit of {amount} with no usage row"
+        for row_id, amount in conn.execute(
+            "SELECT l.id, l.amount FROM ledger l LEFT JOIN usage u ON u.id = l.usage_id "
+            "WHERE l.kind = 'usage' AND u.id IS NULL"
+        )
+    ]
+    problems += [
+        f"ledger row {row_id}: a usage debit on usage row {usage_id} of another key"
+        for row_id, usage_id in conn.execute(
+            "SELECT l.id, l.usage_id FROM ledger l JOIN usage u ON u.id = l.usage_id "
+            "WHERE l.key_id IS NOT u.key_id"
+        )
+    ]
+    return problems

@@ -1,0 +1,139 @@
+"""Per-key spendable money in this process: reserve before a request, settle after.
+
+The gateway is the only spender of its database's balances, so the exact
+available amount of a key lives here, where checking and holding it is one step
+on the event loop: hundreds of concurrent requests on one key cannot overspend it,
+and none waits on another or on the disk. The database stays the record: every
+hold is written to `holds`, and each settlement (usage row, debit, hold released)
+is one transaction whose conditional UPDATE and `CHECK (balance >= 0)` are the
+backstop.
+
+A wallet's `committed` mirrors the key's balance in the database; `pending` is
+what settlements queued but not yet committed will take. Balances changed by
+another process (`tokenroute admin grant`) are re-read through the writer, in
+order with our own settlements, so neither is counted twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from .billing import Budget
+from .errors import InsufficientQuota
+from .store import Store, UsageRecord
+from .store.ledger import balances, insert_hold, settle
+
+log = logging.getLogger("tokenroute.money")
+
+
+@dataclass(slots=True)
+class Wallet:
+    committed: int
+    pending: int = 0
+    held: int = 0
+    holds: int = 0  # open holds; a wallet with none can be forgotten
+
+    @property
+    def available(self) -> int:
+        return self.committed - self.pending - self.held
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: str
+    key_id: str
+    amount: int
+
+
+class Wallets:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._wallets: dict[str, Wallet] = {}
+        self._loading: dict[str, trio.Event] = {}
+        self._ids = itertools.count(1)
+        self._boot = secrets.token_hex(4)
+        store.on_external_change(self.refresh)
+
+    async def available(self, key_id: str) -> int:
+        return (await self._wallet(key_id)).available
+
+    async def reserve(
+        self, key_id: str, request_id: str, plan: Callable[[int], Budget]
+    ) -> tuple[Hold, Budget]:
+        """Hold what `plan(available)` asks for; `plan` raises 402 when it is too little."""
+        wallet = await self._wallet(key_id)
+        budget = plan(wallet.available)  # no await between the check and the hold
+        if budget.hold > wallet.available:
+            raise InsufficientQuota("this key's balance is used by requests in flight")
+        wallet.held += budget.hold
+        wallet.holds += 1
+        hold = Hold(f"{self._boot}-{next(self._ids)}", key_id, budget.hold)
+        self._store.submit(insert_hold, hold.id, key_id, request_id, hold.amount)
+        return hold, budget
+
+    def settle(self, hold: Hold | None, record: UsageRecord) -> None:
+        """Release the hold and queue the usage row with its debit: never waits."""
+        if hold is None:
+            self._store.submit(settle, record, None)
+            return
+        wallet = self._wallets[hold.key_id]
+        wallet.held -= hold.amount
+        wallet.holds -= 1
+        wallet.pending += record.cost
+
+        def committed(charged: int | None, error: BaseException | None) -> None:
+            wallet.pending -= record.cost
+            if error is None and charged:
+                wallet.committed -= charged
+            elif error is not None:
+                log.error("usage of request %s was not recorded: %s", record.request_id, error)
+            self._forget_if_idle(hold.key_id, wallet)
+
+        self._store.submit(settle, record, hold.id, on_done=committed)
+
+    def refresh(self) -> None:
+        """Another process changed the database: re-read every known balance, in order."""
+        if not self._wallets:
+            return
+        ids = list(self._wallets)
+
+        def reread(found: dict[str, int] | None, error: BaseException | None) -> None:
+            if error is not None or found is None:
+                log.error("could not re-read balances: %s", error)
+                return
+            for key_id in ids:
+                wallet = self._wallets.get(key_id)
+                if wallet is not None and key_id in found:
+                    wallet.committed = found[key_id]
+
+        self._store.submit(balances, ids, on_done=reread)
+
+    async def _wallet(self, key_id: str) -> Wallet:
+        wallet = self._wallets.get(key_id)
+        while wallet is None:
+            loading = self._loading.get(key_id)
+            if loading is not None:
+                await loading.wait()
+            else:
+                self._loading[key_id] = loading = trio.Event()
+                try:
+                    found = await self._store.write(balances, [key_id])
+                    if key_id in found:  # through the writer: after our own settlements
+                        self._wallets[key_id] = Wallet(found[key_id])
+                finally:
+                    del self._loading[key_id]
+                    loading.set()
+                if key_id not in found:
+                    raise KeyError(key_id)
+            wallet = self._wallets.get(key_id)
+        return wallet
+
+    def _forget_if_idle(self, key_id: str, wallet: Wallet) -> None:
+        if wallet.holds == 0 and wallet.pending == 0 and len(self._wallets) > 10_000:
+            self._wallets.pop(key_id, None)
