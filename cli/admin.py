@@ -1,37 +1,25 @@
 """Operator commands that work on the database file, beside a running server.
 
-`tokenroute admin create-user|create-key|revoke-key` and `tokenroute migrate`.
+`tokenroute admin create-user|create-key|revoke-key` and `tokenroute migrate`;
+the money commands are in `cli.money`.
 A running server sees their changes within a second (it watches the file).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from proxy import apikeys
-from proxy.config import Settings, load_settings
-from proxy.errors import ConfigError
 from proxy.money import MoneyError, format_usd, usd_to_units
 from proxy.store import AccountError, StoreError, connect, migrate
 from proxy.store import accounts as acc
 
+from . import money
+from .common import UserFacingError, iso, load, open_database
 from .output import emit
-
-
-class UserFacingError(Exception):
-    """Reported as one line, exit code 1."""
-
-
-def load(args: argparse.Namespace, **overrides: Any) -> Settings:
-    try:
-        return load_settings(os.environ, args.config, {"db_path": args.db, **overrides})
-    except ConfigError as exc:
-        raise UserFacingError(str(exc)) from exc
 
 
 def add_commands(
@@ -55,19 +43,9 @@ def add_commands(
     revoke.add_argument("id")
     revoke.set_defaults(run=revoke_key)
 
-    for command in (user, key, revoke):
+    for command in (user, key, revoke, *money.add_commands(sub)):
         settings_flags(command)
         command.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def open_database(settings: Settings) -> sqlite3.Connection:
-    """Connect and bring the schema up to date; problems become one line for the user."""
-    try:
-        conn = connect(settings.db_path)
-        migrate(conn)
-    except StoreError as exc:
-        raise UserFacingError(str(exc)) from exc
-    return conn
 
 
 def _open(args: argparse.Namespace) -> sqlite3.Connection:
@@ -102,7 +80,7 @@ def create_user(args: argparse.Namespace) -> int:
         "display_name": user["display_name"],
         "is_admin": bool(user["is_admin"]),
         "status": user["status"],
-        "created_at": _iso(int(user["created_at"])),  # type: ignore[call-overload]
+        "created_at": iso(int(user["created_at"])),  # type: ignore[call-overload]
     }
     emit(data, args.json, f"created user {data['email']} (id {data['id']})")
     return 0
@@ -166,9 +144,5 @@ def key_json(record: acc.KeyRecord) -> dict[str, Any]:
         "balance_usd": format_usd(record.balance),
         "status": record.status,
         "user_id": record.user_id,
-        "created_at": _iso(record.created_at),
+        "created_at": iso(record.created_at),
     }
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from . import admin
+from .common import UserFacingError, load, open_database
 from .output import EXIT_SERVER, EXIT_USER, fail
 
 
@@ -49,8 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from proxy.server import serve
 
-    settings = admin.load(args, host=args.host, port=args.port)
-    admin.open_database(settings).close()  # a bad path or schema fails here, in one line
+    settings = load(args, host=args.host, port=args.port)
+    open_database(settings).close()  # a bad path or schema fails here, in one line
     _configure_logging(settings.log_level)
     log = logging.getLogger("tokenroute")
     names = ", ".join(p.name for p in settings.providers) or "none"
@@ -62,12 +63,12 @@ def _serve(args: argparse.Namespace) -> int:
     except BaseExceptionGroup as group:
         error = _first_leaf(group)
         if isinstance(error, OSError):
-            raise admin.UserFacingError(
+            raise UserFacingError(
                 f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
             ) from error
         raise error from group
     except OSError as error:
-        raise admin.UserFacingError(
+        raise UserFacingError(
             f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
         ) from error
     return 0
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json = True
     try:
         code: int = args.run(args)
-    except admin.UserFacingError as exc:
+    except UserFacingError as exc:
         return fail(str(exc), EXIT_USER, getattr(args, "json", False))
     except KeyboardInterrupt:
         return 130
