@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -13,60 +10,8 @@ import orjson
 import trio
 
 from proxy.store import connect
-from tests.cli_helpers import TOKENROUTE, clean_env, run_json
 from tests.fakes.openai_upstream import FakeOpenAI
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def gateway_process(
-    tmp_path: Path, fake: FakeOpenAI, grace: float
-) -> AsyncIterator[tuple[trio.Process, str, str]]:
-    db, port = str(tmp_path / "gw.db"), free_port()
-    env = clean_env(
-        OPENAI_API_KEY="sk-upstream",
-        OPENAI_BASE_URL=fake.url + "/v1",
-        TOKENROUTE_SHUTDOWN_GRACE=str(grace),
-    )
-    await run_json("admin", "create-user", "--email", "s@example.com", "--db", db, env=env)
-    key = await run_json(
-        "admin",
-        "create-key",
-        "--email",
-        "s@example.com",
-        "--name",
-        "k",
-        "--credit",
-        "1",
-        "--db",
-        db,
-        env=env,
-    )
-    log = (tmp_path / "gateway.log").open("wb")
-    process = await trio.lowlevel.open_process(
-        [TOKENROUTE, "serve", "--db", db, "--port", str(port)], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with trio.fail_after(20):
-            async with httpx.AsyncClient() as client:
-                while True:
-                    try:
-                        if (await client.get(url + "/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await trio.sleep(0.05)
-        yield process, url, key["raw"]
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-        log.close()
+from tests.process_helpers import gateway_process
 
 
 async def read_stream(url: str, raw: str, lines: list[bytes], first: trio.Event) -> None:
