@@ -9,7 +9,9 @@ is one transaction whose conditional UPDATE and `CHECK (balance >= 0)` are the
 backstop.
 
 A wallet's `committed` mirrors the key's balance in the database; `pending` is
-what settlements queued but not yet committed will take. Balances changed by
+what settlements queued but not yet committed will take. Holds and settlements
+go to the writer as one job per writer batch (`_Books`); a request that ends
+before its hold was written never writes the hold at all. Balances changed by
 another process (`tokenroute admin grant`) are re-read through the writer, in
 order with our own settlements, so neither is counted twice.
 """
@@ -19,15 +21,16 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from .billing import Budget
 from .errors import InsufficientQuota
 from .store import Store, UsageRecord
-from .store.ledger import balances, insert_hold, settle
+from .store.ledger import balances, record_batch
 
 log = logging.getLogger("tokenroute.money")
 
@@ -51,6 +54,15 @@ class Hold:
     amount: int
 
 
+@dataclass(slots=True)
+class _Books:
+    """What one writer batch records: holds to persist, requests to settle."""
+
+    holds: dict[str, tuple[str, str, str, int, int]] = field(default_factory=dict)
+    settlements: list[tuple[UsageRecord, str | None]] = field(default_factory=list)
+    wallets: list[Wallet | None] = field(default_factory=list)
+
+
 class Wallets:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -58,6 +70,7 @@ class Wallets:
         self._loading: dict[str, trio.Event] = {}
         self._ids = itertools.count(1)
         self._boot = secrets.token_hex(4)
+        self._books: _Books | None = None  # open until the writer takes it
         store.on_external_change(self.refresh)
 
     async def available(self, key_id: str) -> int:
@@ -74,28 +87,56 @@ class Wallets:
         wallet.held += budget.hold
         wallet.holds += 1
         hold = Hold(f"{self._boot}-{next(self._ids)}", key_id, budget.hold)
-        self._store.submit(insert_hold, hold.id, key_id, request_id, hold.amount)
+        row = (hold.id, key_id, request_id, hold.amount, int(time.time() * 1000))
+        self._open_books().holds[hold.id] = row
         return hold, budget
 
     def settle(self, hold: Hold | None, record: UsageRecord) -> None:
         """Release the hold and queue the usage row with its debit: never waits."""
-        if hold is None:
-            self._store.submit(settle, record, None)
-            return
-        wallet = self._wallets[hold.key_id]
-        wallet.held -= hold.amount
-        wallet.holds -= 1
-        wallet.pending += record.cost
+        books = self._open_books()
+        wallet = None
+        written_hold: str | None = None
+        if hold is not None:
+            wallet = self._wallets[hold.key_id]
+            wallet.held -= hold.amount
+            wallet.holds -= 1
+            wallet.pending += record.cost
+            if books.holds.pop(hold.id, None) is None:
+                written_hold = hold.id  # an earlier batch wrote it: delete it
+        books.settlements.append((record, written_hold))
+        books.wallets.append(wallet)
 
-        def committed(charged: int | None, error: BaseException | None) -> None:
+    def _open_books(self) -> _Books:
+        books = self._books
+        if books is None:
+            books = self._books = _Books()
+
+            def seal() -> None:
+                self._books = None
+
+            def done(charged: list[int] | None, error: BaseException | None) -> None:
+                self._recorded(books, charged, error)
+
+            self._store.submit(
+                record_batch, books.holds.values(), books.settlements, on_done=done, seal=seal
+            )
+        return books
+
+    def _recorded(
+        self, books: _Books, charged: list[int] | None, error: BaseException | None
+    ) -> None:
+        if error is not None or charged is None:
+            log.error("%d usage rows were not recorded: %s", len(books.settlements), error)
+            charged = [0] * len(books.settlements)
+        for (record, _), wallet, amount in zip(
+            books.settlements, books.wallets, charged, strict=True
+        ):
+            if wallet is None:
+                continue
             wallet.pending -= record.cost
-            if error is None and charged:
-                wallet.committed -= charged
-            elif error is not None:
-                log.error("usage of request %s was not recorded: %s", record.request_id, error)
-            self._forget_if_idle(hold.key_id, wallet)
-
-        self._store.submit(settle, record, hold.id, on_done=committed)
+            wallet.committed -= amount
+            if record.key_id is not None:
+                self._forget_if_idle(record.key_id, wallet)
 
     def refresh(self) -> None:
         """Another process changed the database: re-read every known balance, in order."""

@@ -63,8 +63,13 @@ trap 'exit 130' INT TERM
 clean=(env -u DEEPSEEK_API_KEY -u MISTRAL_API_KEY -u TOKENROUTE_CONFIG -u TOKENROUTE_DB -u TOKENROUTE_PORT)
 DB="$TMP/bench.db"
 "${clean[@]}" "$TOKENROUTE" admin create-user --email bench@example.com --db "$DB" --json >/dev/null
-KEY="$("${clean[@]}" "$TOKENROUTE" admin create-key --email bench@example.com --name peer --credit 1000000 \
-  --db "$DB" --json | "$PY" -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["raw"])')"
+MADE="$("${clean[@]}" "$TOKENROUTE" admin create-key --email bench@example.com --name peer --credit 1000000 \
+  --db "$DB" --json | tail -n 1)"
+KEY="$(printf '%s' "$MADE" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["raw"])')"
+KEY_ID="$(printf '%s' "$MADE" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+# limits stay on (every request is counted) but high enough not to throttle the load
+"${clean[@]}" "$TOKENROUTE" admin set-limits --key "$KEY_ID" --rps 1000000 --burst 1000000 \
+  --max-streams 100000 --db "$DB" --json >/dev/null
 
 "${clean[@]}" OPENAI_API_KEY=sk-bench-upstream OPENAI_BASE_URL="$MOCK" TOKENROUTE_SHUTDOWN_GRACE=5 \
   "$TOKENROUTE" serve --db "$DB" --host 127.0.0.1 --port "$PORT" >"$OUT/gateway.log" 2>&1 &

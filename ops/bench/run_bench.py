@@ -363,6 +363,9 @@ def tokenroute_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli.main"]
 
 
+BENCH_LIMITS = ["--rps", "1000000", "--burst", "1000000", "--max-streams", "100000"]
+
+
 def clean_env() -> dict[str, str]:
     drop = ("OPENAI_", "DEEPSEEK_", "MISTRAL_", "TOKENROUTE_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
@@ -412,7 +415,11 @@ class Bench:
         p = subprocess.run(
             [*tokenroute_cmd(), *key, *db], check=True, env=env, capture_output=True, text=True, timeout=60
         )
-        self.key = json.loads(p.stdout.strip().splitlines()[-1])["raw"]
+        made = json.loads(p.stdout.strip().splitlines()[-1])
+        self.key = made["raw"]
+        # limits stay on (every request is counted) but high enough not to throttle the load
+        limits = ["admin", "set-limits", "--key", made["id"], *BENCH_LIMITS]
+        subprocess.run([*tokenroute_cmd(), *limits, *db], check=True, env=env, capture_output=True, timeout=60)
         if self.a.hold_max_connections:
             self.config = self.tmp / "tokenroute.toml"
             self.config.write_text(f"[providers.openai]\nmax_connections = {self.a.hold_max_connections}\n")

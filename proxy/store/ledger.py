@@ -9,12 +9,12 @@ of its ledger rows, and a usage row that cost something has exactly one debit.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
 from .accounts import AccountError, now_ms
-from .usage import UsageRecord, insert_usage
+from .usage import USAGE_COLUMNS, UsageRecord, usage_values
 
 KINDS = ("grant", "topup", "usage", "transfer", "refund", "adjustment")
 
@@ -63,43 +63,95 @@ def credit(
     return int(row[0])
 
 
-def insert_hold(
-    conn: sqlite3.Connection, hold_id: str, key_id: str, request_id: str, amount: int
-) -> None:
-    conn.execute(
-        "INSERT INTO holds (id, key_id, request_id, amount, created_at) VALUES (?, ?, ?, ?, ?)",
-        (hold_id, key_id, request_id, amount, now_ms()),
-    )
+def record_batch(
+    conn: sqlite3.Connection,
+    new_holds: Iterable[tuple[str, str, str, int, int]],
+    settlements: list[tuple[UsageRecord, str | None]],
+) -> list[int]:
+    """Persist holds and settle requests, a writer batch at a time; the amount charged each.
 
-
-def settle(conn: sqlite3.Connection, record: UsageRecord, hold_id: str | None) -> int:
-    """Write the usage row, debit its cost, drop its hold; the amount charged.
-
-    The charge never takes the balance below zero: what it cannot cover is kept
-    on the usage row as `unbilled` (only possible when the upstream ignored the
-    limit the hold was sized for).
+    Each settlement writes its usage row, debits its cost (never below zero: what
+    the balance cannot cover stays on the row as `unbilled`, possible only when
+    an upstream ignored the limit its hold was sized for), adds the debit to the
+    ledger and drops its hold. Rows go in as multi-row statements: a handful of
+    statements per batch rather than several per request, because every
+    statement hands the GIL back and forth with the event loop's thread.
     """
-    charged = 0
-    if record.cost > 0 and record.key_id is not None:
-        row = conn.execute("SELECT balance FROM api_keys WHERE id = ?", (record.key_id,))
-        balance = row.fetchone()
-        charged = min(record.cost, balance[0] if balance else 0)
-    usage_id = insert_usage(conn, replace(record, cost=charged, unbilled=record.cost - charged))
-    if charged:
+    _insert_rows(
+        conn, "holds", ("id", "key_id", "request_id", "amount", "created_at"), list(new_holds)
+    )
+    if not settlements:
+        return []
+    charged = _charge(conn, settlements)
+    first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM usage").fetchone()[0]
+    usage_rows, debits = [], []
+    for offset, ((record, _), amount) in enumerate(zip(settlements, charged, strict=True)):
+        billed = replace(record, cost=amount, unbilled=record.cost - amount)
+        usage_rows.append((first_id + offset, *usage_values(billed)))
+        if amount:
+            debits.append(
+                (record.key_id, -amount, record.request_id, first_id + offset, record.created_at)
+            )
+    _insert_rows(conn, "usage", ("id", *USAGE_COLUMNS), usage_rows)
+    _insert_rows(
+        conn,
+        "ledger",
+        ("key_id", "amount", "reference", "usage_id", "created_at", "kind", "actor"),
+        [(*debit, "usage", "gateway") for debit in debits],
+    )
+    released = [hold_id for _, hold_id in settlements if hold_id is not None]
+    for start in range(0, len(released), 500):
+        part = released[start : start + 500]
+        conn.execute(f"DELETE FROM holds WHERE id IN ({', '.join('?' * len(part))})", part)
+    return charged
+
+
+def _charge(
+    conn: sqlite3.Connection, settlements: list[tuple[UsageRecord, str | None]]
+) -> list[int]:
+    """Debit each key once for the batch; clamp request by request only for a short balance."""
+    totals: dict[str, int] = {}
+    for record, _ in settlements:
+        if record.cost > 0 and record.key_id is not None:
+            totals[record.key_id] = totals.get(record.key_id, 0) + record.cost
+    short: set[str] = set()
+    for key_id, total in totals.items():
         updated = conn.execute(
             "UPDATE api_keys SET balance = balance - ? WHERE id = ? AND balance >= ?",
-            (charged, record.key_id, charged),
+            (total, key_id, total),
         )
         if updated.rowcount != 1:
-            raise RuntimeError(f"key {record.key_id}: the balance changed inside the transaction")
-        conn.execute(
-            "INSERT INTO ledger (key_id, kind, amount, reference, actor, usage_id, created_at) "
-            "VALUES (?, 'usage', ?, ?, 'gateway', ?, ?)",
-            (record.key_id, -charged, record.request_id, usage_id, record.created_at),
-        )
-    if hold_id is not None:
-        conn.execute("DELETE FROM holds WHERE id = ?", (hold_id,))
+            short.add(key_id)
+    left = {
+        key_id: conn.execute("SELECT balance FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        for key_id in short
+    }
+    charged = []
+    for record, _ in settlements:
+        if record.key_id in short:
+            row = left[record.key_id]
+            amount = min(record.cost, row[0] if row else 0)
+            left[record.key_id] = (row[0] - amount,) if row else None
+        else:
+            amount = record.cost if record.key_id is not None else 0
+        charged.append(max(0, amount))
+    for key_id in short:
+        if left[key_id] is not None:
+            conn.execute("UPDATE api_keys SET balance = ? WHERE id = ?", (left[key_id][0], key_id))
     return charged
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple[object, ...]]
+) -> None:
+    per_statement = max(1, 30_000 // len(columns))  # under SQLite's bound-variable limit
+    for start in range(0, len(rows), per_statement):
+        part = rows[start : start + per_statement]
+        marks = "(" + ", ".join("?" * len(columns)) + ")"
+        conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * len(part))}",
+            [value for row in part for value in row],
+        )
 
 
 def release_holds(conn: sqlite3.Connection) -> tuple[int, int]:

@@ -43,6 +43,7 @@ class _Job:
     args: tuple[Any, ...]
     done: trio.Event | None = None
     on_done: Callable[[Any, BaseException | None], None] | None = None
+    seal: Callable[[], None] | None = None
     result: Any = None
     error: BaseException | None = None
 
@@ -103,13 +104,16 @@ class Store:
         fn: Callable[..., Any],
         *args: Any,
         on_done: Callable[[Any, BaseException | None], None] | None = None,
+        seal: Callable[[], None] | None = None,
     ) -> None:
         """Queue a write without waiting: safe inside a cancelled scope.
 
         `on_done(result, error)` runs on the event loop once the job's transaction
-        has committed (or failed), in the order the jobs were submitted.
+        has committed (or failed), in the order the jobs were submitted. `seal()`
+        runs on the event loop just before the job goes to the writer's thread: a
+        job whose arguments keep growing until then (a batch of rows) stops there.
         """
-        self._send.send_nowait(_Job(fn, args, on_done=on_done))
+        self._send.send_nowait(_Job(fn, args, on_done=on_done, seal=seal))
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Queue a write and wait for its transaction to commit; its exception is re-raised."""
@@ -186,6 +190,9 @@ class Store:
         return False
 
     async def _commit_and_notify(self, batch: list[_Job]) -> None:
+        for job in batch:
+            if job.seal is not None:
+                job.seal()
         changed = await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
         for job in batch:
             if job.done is not None:

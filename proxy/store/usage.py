@@ -29,20 +29,11 @@ class UsageRecord:
     unbilled: int = 0  # cost the balance could not cover (set when settling)
 
 
-_INSERT = (
-    "INSERT INTO usage (request_id, key_id, user_id, requested_model, served_model, provider, "
-    "tokens_in, tokens_out, cached_tokens, estimated, cost, status, error, latency_ms, ttft_ms, "
-    "stream, created_at, reserved, unbilled) VALUES (" + ", ".join("?" * 19) + ")"
-)
+USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))
 
 
-_COLUMNS = tuple(f.name for f in fields(UsageRecord))
-
-
-def insert_usage(conn: sqlite3.Connection, record: UsageRecord) -> int:
-    """Insert the row; its id."""
-    cursor = conn.execute(_INSERT, tuple([getattr(record, name) for name in _COLUMNS]))
-    return cursor.lastrowid  # type: ignore[return-value]
+def usage_values(record: UsageRecord) -> tuple[object, ...]:
+    return tuple([getattr(record, name) for name in USAGE_COLUMNS])
 
 
 def usage_for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, object]]:
