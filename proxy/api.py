@@ -17,13 +17,15 @@ import orjson
 import trio
 from quart import Blueprint, Response, request
 
-from .billing import LIMIT_FIELDS, choices, plan, requested_limit
+from .billing import LIMIT_FIELDS, Budget, choices, plan, requested_limit
 from .catalog import Catalog, Model
 from .chat import parse_chat_request
-from .errors import BadRequest, GatewayError, NotFound
+from .errors import BadRequest, GatewayError, InsufficientQuota, NotFound
 from .metering import Outcome
 from .relay import UpstreamStream
 from .store import KeyRecord
+from .tokens import prompt_ceiling
+from .wallet import Hold
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -116,20 +118,7 @@ async def _chat(
     if chat.stream:
         gw.limiter.open_stream(key)
     try:
-        prompt_tokens = await gw.tokens.count_request(chat.body)
-        outcome.hold, budget = await gw.wallets.reserve(
-            key.id,
-            request_id,
-            partial(
-                plan,
-                model,
-                prompt_tokens=prompt_tokens,
-                requested=requested,
-                n=n,
-                default_cap=gw.settings.max_output_tokens,
-                min_completion=gw.settings.min_completion_tokens,
-            ),
-        )
+        outcome.hold, budget = await _reserve(gw, key, chat.body, model, request_id, requested, n)
         if budget.completion_limit is not None:
             field = next((f for f in LIMIT_FIELDS if f in chat.body), None)
             chat.body[field or gw.relay.limit_field(model)] = budget.completion_limit
@@ -151,6 +140,39 @@ async def _chat(
     outcome.first_byte_at = trio.current_time()
     await gw.meter.record(outcome)
     return Reply(200, {"content-type": "application/json", **headers}, completion.body)
+
+
+async def _reserve(
+    gw: Gateway,
+    key: KeyRecord,
+    body: dict[str, Any],
+    model: Model,
+    request_id: str,
+    requested: int | None,
+    n: int,
+) -> tuple[Hold, Budget]:
+    """Hold the most the request can cost.
+
+    The prompt is first bounded by its size in bytes, which needs no tokenizer;
+    its tokens are counted only when that bound would lower the completion limit
+    or refuse the request.
+    """
+    sized = partial(
+        plan,
+        model,
+        requested=requested,
+        n=n,
+        default_cap=gw.settings.max_output_tokens,
+        min_completion=gw.settings.min_completion_tokens,
+    )
+    budget = partial(sized, prompt_tokens=prompt_ceiling(body))
+    try:
+        roomy = budget(await gw.wallets.available(key.id)).completion_limit is None
+    except InsufficientQuota:
+        roomy = False
+    if not roomy:
+        budget = partial(sized, prompt_tokens=await gw.tokens.count_request(body))
+    return await gw.wallets.reserve(key.id, request_id, budget)
 
 
 def _end_stream(gw: Gateway, outcome: Outcome) -> None:

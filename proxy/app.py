@@ -100,7 +100,6 @@ def create_app(settings: Settings) -> QuartTrio:
                 format_usd(amount),
             )
         gw.relay.open()
-        app.nursery.start_soon(gw.tokens.warm)
         app.nursery.start_soon(keep_house)
 
     @app.after_serving

@@ -75,6 +75,19 @@ def message_text(messages: list[Any]) -> tuple[str, int]:
     return "\n".join(parts), len(messages)
 
 
+def prompt_ceiling(body: dict[str, Any]) -> int:
+    """A cheap upper bound on a chat body's prompt tokens: no tokenizer needed.
+
+    A byte-level BPE token covers at least one byte, so the UTF-8 size of the
+    text (messages, tool definitions) bounds its token count from above.
+    """
+    text, n = message_text(body["messages"])
+    tools = body.get("tools")
+    size = len(text.encode()) + (len(orjson.dumps(tools)) if tools else 0)
+    images = IMAGE_TOKENS * image_parts(body["messages"])
+    return size + images + n * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY
+
+
 def image_parts(messages: list[Any]) -> int:
     return sum(
         1
@@ -104,10 +117,6 @@ class TokenCounter:
         if len(text) <= INLINE_CHARS:
             return len(encoding.encode_ordinary(text))
         return await trio.to_thread.run_sync(lambda: len(encoding.encode_ordinary(text)))
-
-    async def warm(self) -> None:
-        """Load the encoder ahead of the first request."""
-        await self._encoder()
 
     async def count_request(self, body: dict[str, Any]) -> int:
         """Prompt tokens of a chat body: messages, tool definitions, an allowance per image."""
