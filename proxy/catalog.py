@@ -56,6 +56,7 @@ class Rates:
     input: int = 0
     output: int = 0
     cache_read: int = 0
+    cache_write: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +75,11 @@ class Price:
         """Cost in money units, rounded up once per request."""
         rates = self.rates_for(usage.prompt_tokens)
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
         pico = (
-            (usage.prompt_tokens - cached) * rates.input
+            (usage.prompt_tokens - cached - written) * rates.input
             + cached * (rates.cache_read or rates.input)
+            + written * (rates.cache_write or rates.input)
             + usage.completion_tokens * rates.output
         )
         return pico_to_units(pico)
@@ -171,11 +174,17 @@ def _genai_model(provider: str, upstream_id: str) -> ModelInfo | None:
 
 def _price(base: ModelPrice | None, override: ModelSettings | None, markup: Decimal) -> Price:
     factor = Decimal(1) + (override.markup if override and override.markup is not None else markup)
-    fields = {"input": "input_mtok", "output": "output_mtok", "cache_read": "cache_read_mtok"}
+    fields = {
+        "input": "input_mtok",
+        "output": "output_mtok",
+        "cache_read": "cache_read_mtok",
+        "cache_write": "cache_write_mtok",
+    }
     given: Mapping[str, Decimal | None] = {
         "input": override.input_price if override else None,
         "output": override.output_price if override else None,
         "cache_read": override.cache_read_price if override else None,
+        "cache_write": None,
     }
     tier_starts: set[int] = set()
     raw: dict[str, Decimal | TieredPrices | None] = {}

@@ -19,6 +19,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens read from the provider's cache
     estimated: bool = False
+    cache_write_tokens: int = 0  # part of prompt_tokens written to the provider's cache
 
     @property
     def total_tokens(self) -> int:
