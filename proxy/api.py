@@ -9,7 +9,7 @@ machinery because it is the hot path).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +17,14 @@ import orjson
 import trio
 from quart import Blueprint, Response, request
 
-from .billing import LIMIT_FIELDS, Budget, choices, plan, requested_limit
+from .billing import LIMIT_FIELDS, RouteBudget, choices, plan_route, requested_limit
 from .catalog import Catalog, Model
-from .chat import parse_chat_request
+from .chat import ChatRequest, parse_chat_request
 from .errors import BadRequest, GatewayError, InsufficientQuota, NotFound
 from .metering import Outcome
 from .relay import UpstreamStream
+from .routing import ROUTE_FIELDS
+from .routing import plan_route as route_models
 from .store import KeyRecord
 from .tokens import prompt_ceiling
 from .wallet import Hold
@@ -97,38 +99,42 @@ async def _chat(
     limit_headers: dict[str, str],
 ) -> Reply:
     chat = parse_chat_request(parse_json(raw_body))
-    model = gw.catalog.get(chat.model)
-    if model is None:
-        raise unknown_model(chat.model)
+    models = route_models(chat.body, gw.catalog, gw.settings.routes)
+    chat = replace(chat, body={k: v for k, v in chat.body.items() if k not in ROUTE_FIELDS})
     requested, n = requested_limit(chat.body), choices(chat.body)
     outcome = Outcome(
         request_id=request_id,
         key=key,
         requested_model=chat.model,
-        model=model,
+        model=models[0],
         stream=chat.stream,
         started=started,
         messages=chat.messages,
     )
-    headers = {
-        **limit_headers,
-        "x-tokenroute-model": model.id,
-        "x-tokenroute-provider": model.provider,
-    }
     if chat.stream:
         gw.limiter.open_stream(key)
     try:
-        outcome.hold, budget = await _reserve(gw, key, chat.body, model, request_id, requested, n)
-        if budget.completion_limit is not None:
+        outcome.hold, budget = await _reserve(gw, key, chat.body, models, request_id, requested, n)
+        models = [m for m in models if m.id in budget.limits]
+
+        def prepare(model: Model) -> ChatRequest:
+            limit = budget.limits[model.id]
+            if limit is None:
+                return chat
             field = next((f for f in LIMIT_FIELDS if f in chat.body), None)
-            chat.body[field or gw.relay.limit_field(model)] = budget.completion_limit
-            headers["x-tokenroute-max-tokens"] = str(budget.completion_limit)
+            return replace(chat, body={**chat.body, field or gw.relay.limit_field(model): limit})
+
         if chat.stream:
-            upstream = await gw.relay.open_stream(chat, model)
-            return Reply(200, {**STREAM_HEADERS, **headers}, stream=_relay(gw, upstream, outcome))
-        completion = await gw.relay.complete(chat, model)
+            stream = await gw.failover.open_stream(models, prepare)
+            outcome.model, outcome.attempts = stream.model, stream.attempts
+            headers = _served_headers(limit_headers, stream.model, stream.attempts, budget)
+            relayed = _relay(gw, stream.result, outcome)
+            return Reply(200, {**STREAM_HEADERS, **headers}, stream=relayed)
+        served = await gw.failover.complete(models, prepare)
     except GatewayError as exc:
         _end_stream(gw, outcome)
+        exc.headers["x-tokenroute-fallbacks"] = str(len(exc.attempts))
+        outcome.attempts = exc.attempts
         if outcome.hold is not None:  # refused before a hold (402) is not a request we ran
             await _failed(gw, outcome, exc.status, exc.message)
         raise
@@ -136,30 +142,51 @@ async def _chat(
         _end_stream(gw, outcome)
         await _failed(gw, outcome, CLIENT_CLOSED, "the client went away")
         raise
+    outcome.model, outcome.attempts = served.model, served.attempts
+    completion = served.result
     outcome.usage, outcome.output_text = completion.usage, completion.output_text
     outcome.first_byte_at = trio.current_time()
     await gw.meter.record(outcome)
+    headers = _served_headers(limit_headers, served.model, served.attempts, budget)
     return Reply(200, {"content-type": "application/json", **headers}, completion.body)
+
+
+def _served_headers(
+    limit_headers: dict[str, str],
+    model: Model,
+    attempts: list[dict[str, object]],
+    budget: RouteBudget,
+) -> dict[str, str]:
+    headers = {
+        **limit_headers,
+        "x-tokenroute-model": model.id,
+        "x-tokenroute-provider": model.provider,
+        "x-tokenroute-fallbacks": str(len(attempts)),
+    }
+    limit = budget.limits.get(model.id)
+    if limit is not None:
+        headers["x-tokenroute-max-tokens"] = str(limit)
+    return headers
 
 
 async def _reserve(
     gw: Gateway,
     key: KeyRecord,
     body: dict[str, Any],
-    model: Model,
+    models: list[Model],
     request_id: str,
     requested: int | None,
     n: int,
-) -> tuple[Hold, Budget]:
-    """Hold the most the request can cost.
+) -> tuple[Hold, RouteBudget]:
+    """Hold the most the request can cost on any model of its route.
 
     The prompt is first bounded by its size in bytes, which needs no tokenizer;
-    its tokens are counted only when that bound would lower the completion limit
+    its tokens are counted only when that bound would lower a completion limit
     or refuse the request.
     """
     sized = partial(
-        plan,
-        model,
+        plan_route,
+        models,
         requested=requested,
         n=n,
         default_cap=gw.settings.max_output_tokens,
@@ -167,7 +194,7 @@ async def _reserve(
     )
     budget = partial(sized, prompt_tokens=prompt_ceiling(body))
     try:
-        roomy = budget(await gw.wallets.available(key.id)).completion_limit is None
+        roomy = budget(await gw.wallets.available(key.id)).roomy
     except InsufficientQuota:
         roomy = False
     if not roomy:
@@ -193,6 +220,8 @@ async def _relay(gw: Gateway, upstream: UpstreamStream, outcome: Outcome) -> Asy
     finally:
         _end_stream(gw, outcome)
         state = upstream.state
+        if outcome.model is not None:
+            gw.failover.ended(outcome.model, state.error, abandoned=outcome.status != 200)
         if state.error is not None and outcome.status == 200:
             outcome.status, outcome.error = state.error.status, state.error.message
         outcome.usage, outcome.output_text = state.usage, state.output_text

@@ -18,8 +18,10 @@ from werkzeug.exceptions import HTTPException
 from .auth import KeyAuth
 from .catalog import Catalog, build_catalog
 from .config import Settings
+from .cooldown import Cooldowns
 from .edge import Edge, request_id_from
 from .errors import GatewayError, InternalError, NotFound, PayloadTooLarge, envelope
+from .failover import Failover
 from .metering import Meter
 from .money import format_usd
 from .providers.base import Adapter
@@ -43,6 +45,7 @@ class Gateway:
     auth: KeyAuth
     catalog: Catalog
     relay: Relay
+    failover: Failover
     meter: Meter
     wallets: Wallets
     limiter: RateLimiter
@@ -54,12 +57,14 @@ def build_gateway(settings: Settings) -> Gateway:
     adapters: dict[str, Adapter] = {p.name: OpenAIAdapter(p.name) for p in settings.providers}
     wallets = Wallets(store)
     tokens = TokenCounter()
+    relay = Relay({p.name: p for p in settings.providers}, adapters)
     return Gateway(
         settings=settings,
         store=store,
         auth=KeyAuth(store, settings.key_cache_seconds),
         catalog=build_catalog(settings),
-        relay=Relay({p.name: p for p in settings.providers}, adapters),
+        relay=relay,
+        failover=Failover(relay, Cooldowns(settings)),
         meter=Meter(wallets, tokens),
         wallets=wallets,
         limiter=RateLimiter(settings),

@@ -88,3 +88,35 @@ def plan(
         completion_limit=completion if completion < wanted else None,
         prompt_tokens=prompt_tokens,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RouteBudget:
+    """The hold for a request that may be served by any of several models."""
+
+    hold: int  # enough for the dearest model the balance can pay for
+    limits: dict[str, int | None]  # per affordable model: a lower completion limit, or None
+
+    @property
+    def roomy(self) -> bool:
+        return all(limit is None for limit in self.limits.values())
+
+
+def plan_route(
+    models: list[Model], available: int, *, prompt_tokens: int, **terms: Any
+) -> RouteBudget:
+    """Plan every model of a route; those the balance cannot pay for drop out (402 if all do)."""
+    budgets: dict[str, Budget] = {}
+    refused: InsufficientQuota | None = None
+    for model in models:
+        try:
+            budgets[model.id] = plan(model, available, prompt_tokens=prompt_tokens, **terms)
+        except InsufficientQuota as exc:
+            refused = refused or exc
+    if not budgets:
+        assert refused is not None
+        raise refused
+    return RouteBudget(
+        hold=max(b.hold for b in budgets.values()),
+        limits={model_id: b.completion_limit for model_id, b in budgets.items()},
+    )

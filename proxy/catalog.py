@@ -34,6 +34,13 @@ BUILTIN_MODELS: dict[str, tuple[str, ...]] = {
         "o3",
         "o4-mini",
     ),
+    "anthropic": (
+        "claude-haiku-4-5",
+        "claude-sonnet-4-5",
+        "claude-opus-4-1",
+        "claude-3-5-haiku-latest",
+    ),
+    "google": ("gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro"),
     "deepseek": ("deepseek-chat", "deepseek-reasoner"),
     "mistral": (
         "mistral-large-2512",
@@ -44,6 +51,7 @@ BUILTIN_MODELS: dict[str, tuple[str, ...]] = {
 }
 # Context windows genai-prices does not carry.
 CONTEXT_FALLBACK: dict[str, int] = {
+    "gemini-2.5-pro": 1048576,
     "mistral-medium-latest": 131072,
     "mistral-small-latest": 131072,
 }

@@ -14,17 +14,53 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .config_values import parse_bool, parse_decimal, parse_int, parse_rate, parse_seconds
+from .config_values import (
+    DEFAULT_TIER,
+    TierSettings,
+    parse_bool,
+    parse_decimal,
+    parse_int,
+    parse_routes,
+    parse_seconds,
+    parse_tiers,
+)
 from .errors import ConfigError
 
-# Providers that speak OpenAI's API and are enabled by the env vars users already have.
-BUILTIN_OPENAI_COMPATIBLE: dict[str, tuple[str, str, str]] = {
-    # name: (key env, base-url env, default base url)
-    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
-    "deepseek": ("DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com/v1"),
-    "mistral": ("MISTRAL_API_KEY", "MISTRAL_BASE_URL", "https://api.mistral.ai/v1"),
+# Providers enabled by the env vars users already have.
+BUILTIN_PROVIDERS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    # name: (kind, key envs (first set wins), base-url env, default base url)
+    "openai": (
+        "openai-compatible",
+        ("OPENAI_API_KEY",),
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+    ),
+    "anthropic": (
+        "anthropic",
+        ("ANTHROPIC_API_KEY",),
+        "ANTHROPIC_BASE_URL",
+        "https://api.anthropic.com",
+    ),
+    "google": (
+        "google",
+        ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        "GEMINI_BASE_URL",
+        "https://generativelanguage.googleapis.com",
+    ),
+    "deepseek": (
+        "openai-compatible",
+        ("DEEPSEEK_API_KEY",),
+        "DEEPSEEK_BASE_URL",
+        "https://api.deepseek.com/v1",
+    ),
+    "mistral": (
+        "openai-compatible",
+        ("MISTRAL_API_KEY",),
+        "MISTRAL_BASE_URL",
+        "https://api.mistral.ai/v1",
+    ),
 }
-PROVIDER_KINDS = ("openai-compatible",)
+PROVIDER_KINDS = ("openai-compatible", "anthropic", "google")
 
 
 @dataclass(frozen=True)
@@ -56,19 +92,6 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
-class TierSettings:
-    """Request limits for a group of keys (`[tiers.NAME]`); a key may override each."""
-
-    name: str
-    rps: float = 5.0  # sustained requests per second
-    burst: int = 10  # requests allowed at once before the sustained rate applies
-    max_streams: int = 32  # concurrent streams per key
-
-
-DEFAULT_TIER = TierSettings("default")
-
-
-@dataclass(frozen=True)
 class Settings:
     db_path: Path = Path("tokenroute.db")
     host: str = "127.0.0.1"
@@ -89,6 +112,13 @@ class Settings:
     max_output_tokens: int = 16384
     # A request whose balance cannot pay for its prompt plus this many tokens gets 402.
     min_completion_tokens: int = 16
+    # model id -> the models tried next, in order, when it fails before answering
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    keepalive_seconds: float = 15.0  # SSE comments during long upstream silence; 0: none
+    cooldown_failures: int = 3  # failures within the window that cool an upstream down
+    cooldown_window_seconds: float = 60.0
+    cooldown_seconds: float = 30.0
+    cooldown_long_seconds: float = 600.0  # the upstream's account is out of credit, or its key
 
     def tier(self, name: str | None) -> TierSettings:
         wanted = name or self.default_tier
@@ -115,6 +145,11 @@ _SERVER_KEYS = {
     "default_tier": "default_tier",
     "max_output_tokens": "max_output_tokens",
     "min_completion_tokens": "min_completion_tokens",
+    "keepalive_seconds": "keepalive_seconds",
+    "cooldown_failures": "cooldown_failures",
+    "cooldown_window_seconds": "cooldown_window_seconds",
+    "cooldown_seconds": "cooldown_seconds",
+    "cooldown_long_seconds": "cooldown_long_seconds",
 }
 _ENV_KEYS = {
     "TOKENROUTE_DB": "db_path",
@@ -146,7 +181,6 @@ _MODEL_KEYS = {
     "markup",
     "hidden",
 }
-_TIER_KEYS = {"rps", "burst", "max_streams"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -158,7 +192,7 @@ def load_settings(
     """Build the frozen settings; `overrides` are command-line values (None = not given)."""
     path = config_path or environ.get("TOKENROUTE_CONFIG")
     doc = _read_toml(Path(path)) if path else {}
-    unknown = set(doc) - {"server", "providers", "models", "tiers"}
+    unknown = set(doc) - {"server", "providers", "models", "tiers", "routes"}
     if unknown:
         raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
     server = _table(doc, "server", "config [server]")
@@ -178,7 +212,7 @@ def load_settings(
         if value is not None:
             raw[name] = (f"--{name.replace('_', '-')}", value)
     values = {name: _coerce(name, setting, value) for name, (setting, value) in raw.items()}
-    tiers = _tiers(_table(doc, "tiers", "config [tiers]"))
+    tiers = parse_tiers(_table(doc, "tiers", "config [tiers]"))
     default_tier = values.get("default_tier", "default")
     if default_tier not in {t.name for t in tiers}:
         raise ConfigError(f"[server] default_tier: no tier named {default_tier!r}")
@@ -187,6 +221,7 @@ def load_settings(
         providers=_providers(environ, _table(doc, "providers", "config [providers]")),
         models=_models(_table(doc, "models", "config [models]")),
         tiers=tiers,
+        routes=parse_routes(_table(doc, "routes", "config [routes]")),
     )
 
 
@@ -223,14 +258,21 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
         if number < 1024:
             raise ConfigError(f"{setting}: expected at least 1024 bytes, got {value!r}")
         return number
-    if name in ("max_output_tokens", "min_completion_tokens"):
+    if name in ("max_output_tokens", "min_completion_tokens", "cooldown_failures"):
         number = parse_int(setting, value)
         if number < 1:
             raise ConfigError(f"{setting}: expected a positive number of tokens, got {value!r}")
         return number
     if name == "default_tier":
         return str(value)
-    if name in ("shutdown_grace", "key_cache_seconds"):
+    if name in (
+        "shutdown_grace",
+        "key_cache_seconds",
+        "keepalive_seconds",
+        "cooldown_window_seconds",
+        "cooldown_seconds",
+        "cooldown_long_seconds",
+    ):
         return parse_seconds(setting, value)
     if name == "markup":
         return parse_decimal(setting, value)
@@ -256,14 +298,15 @@ def _providers(
     environ: Mapping[str, str], tables: Mapping[str, Any]
 ) -> tuple[ProviderSettings, ...]:
     found: dict[str, ProviderSettings] = {}
-    for name, (key_env, url_env, default_url) in BUILTIN_OPENAI_COMPATIBLE.items():
+    for name, (kind, key_envs, url_env, default_url) in BUILTIN_PROVIDERS.items():
         table = tables.get(name, {})
-        key = environ.get(str(table.get("api_key_env", key_env)))
+        envs = (table["api_key_env"],) if "api_key_env" in table else key_envs
+        key = next((environ[e] for e in map(str, envs) if environ.get(e)), None)
         if key and table.get("enabled", True) is not False:
             url = table.get("base_url") or environ.get(url_env) or default_url
-            found[name] = _provider(name, {**table, "kind": "openai-compatible"}, key, url)
+            found[name] = _provider(name, {**table, "kind": kind}, key, url)
     for name, table in tables.items():
-        if name in BUILTIN_OPENAI_COMPATIBLE:
+        if name in BUILTIN_PROVIDERS:
             continue
         where = f"config [providers.{name}]"
         if not isinstance(table, dict):
@@ -348,22 +391,3 @@ def _models(tables: Mapping[str, Any]) -> tuple[ModelSettings, ...]:
             )
         )
     return tuple(out)
-
-
-def _tiers(tables: Mapping[str, Any]) -> tuple[TierSettings, ...]:
-    found = {DEFAULT_TIER.name: DEFAULT_TIER}
-    for name, table in tables.items():
-        where = f"config [tiers.{name}]"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: expected a table")
-        unknown = set(table) - _TIER_KEYS
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
-        base = found.get(name, DEFAULT_TIER)
-        rps = parse_rate(f"{where} rps", table.get("rps", base.rps))
-        burst = parse_int(f"{where} burst", table.get("burst", base.burst))
-        streams = parse_int(f"{where} max_streams", table.get("max_streams", base.max_streams))
-        if burst < 1 or streams < 0:
-            raise ConfigError(f"{where}: burst must be at least 1 and max_streams at least 0")
-        found[name] = TierSettings(name, rps, burst, streams)
-    return tuple(found.values())

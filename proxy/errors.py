@@ -44,6 +44,10 @@ class GatewayError(Exception):
         self.message = message
         self.param = param
         self.headers: dict[str, str] = dict(headers or {})
+        # set when an upstream answered with an HTTP error (routing reads it)
+        self.upstream_status: int | None = None
+        # the upstreams tried before this error was given up on (usage rows record them)
+        self.attempts: list[dict[str, object]] = []
 
 
 class BadRequest(GatewayError):

@@ -10,9 +10,10 @@ requests with no output cost nothing; an aborted stream costs what was relayed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import trio
 
 from .catalog import Model
@@ -41,6 +42,7 @@ class Outcome:
     first_byte_at: float | None = None
     messages: list[Any] | None = None
     hold: Hold | None = None  # the money reserved for it, settled by `Meter.record`
+    attempts: list[dict[str, object]] = field(default_factory=list)  # failed upstreams first
 
 
 class Meter:
@@ -83,6 +85,8 @@ class Meter:
             stream=outcome.stream,
             created_at=int(time.time() * 1000),
             reserved=outcome.hold.amount if outcome.hold else 0,
+            fallbacks=len(outcome.attempts),
+            attempts=orjson.dumps(outcome.attempts).decode() if outcome.attempts else None,
         )
         self._wallets.settle(outcome.hold, record)
         outcome.hold = None  # billed once, however many paths end here

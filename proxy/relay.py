@@ -274,12 +274,14 @@ class Relay:
     def _error(
         self, model: Model, adapter: Adapter, response: httpx.Response, body: bytes
     ) -> GatewayError:
-        return upstream_error(
+        error = upstream_error(
             response.status_code,
             adapter.error_message(body),
             response.headers.get("retry-after"),
             model.provider,
         )
+        error.upstream_status = response.status_code
+        return error
 
 
 async def _read_body(response: httpx.Response) -> bytes:

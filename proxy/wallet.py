@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .billing import Budget
+from .billing import RouteBudget
 from .errors import InsufficientQuota
 from .store import Store, UsageRecord
 from .store.ledger import balances, record_batch
@@ -77,8 +77,8 @@ class Wallets:
         return (await self._wallet(key_id)).available
 
     async def reserve(
-        self, key_id: str, request_id: str, plan: Callable[[int], Budget]
-    ) -> tuple[Hold, Budget]:
+        self, key_id: str, request_id: str, plan: Callable[[int], RouteBudget]
+    ) -> tuple[Hold, RouteBudget]:
         """Hold what `plan(available)` asks for; `plan` raises 402 when it is too little."""
         wallet = await self._wallet(key_id)
         budget = plan(wallet.available)  # no await between the check and the hold

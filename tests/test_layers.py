@@ -8,8 +8,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     0: {"config", "config_values", "errors", "money", "chat", "sse", "apikeys", "data"},
-    1: {"catalog", "providers", "billing"},
-    2: {"tokens", "ratelimit", "wallet", "auth", "store", "relay", "metering"},
+    1: {"catalog", "providers", "billing", "routing"},
+    2: {
+        "tokens",
+        "ratelimit",
+        "wallet",
+        "auth",
+        "store",
+        "relay",
+        "metering",
+        "cooldown",
+        "failover",
+    },
     3: {"api", "health", "edge"},
     4: {"app", "server"},
 }

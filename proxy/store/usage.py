@@ -27,6 +27,8 @@ class UsageRecord:
     created_at: int
     reserved: int = 0  # the hold the request ran under
     unbilled: int = 0  # cost the balance could not cover (set when settling)
+    fallbacks: int = 0  # upstreams that failed before the one that served
+    attempts: str | None = None  # those failures, as JSON
 
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))

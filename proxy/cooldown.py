@@ -1,0 +1,117 @@
+"""Upstream health: an upstream (provider + model) that keeps failing is skipped for a while.
+
+`cooldown_failures` failures within `cooldown_window_seconds` cool an upstream
+down for `cooldown_seconds`; one 429 with `Retry-After` is enough (for that
+long); an upstream whose account is out of credit or whose key is refused cools
+down for `cooldown_long_seconds`. When the period ends, the next request probes
+it: one request at a time goes through until one succeeds (healthy again) or
+fails (cooling again). Times are on trio's clock, so tests run on a MockClock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from .config import Settings
+
+log = logging.getLogger("tokenroute.upstreams")
+MAX_RETRY_AFTER = 3600.0  # seconds: an upstream cannot park itself longer than this
+
+
+@dataclass(slots=True)
+class _Health:
+    failures: deque[float] = field(default_factory=deque)
+    cooling_until: float = 0.0
+    probing: bool = False
+    last_error: str | None = None
+    successes: int = 0
+    total_failures: int = 0
+
+
+class Cooldowns:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = trio.current_time):
+        self._settings = settings
+        self._clock = clock
+        self._health: dict[str, _Health] = {}
+
+    def available(self, upstream: str) -> bool:
+        """Whether to try this upstream now; a cooled one past its period takes one probe."""
+        health = self._health.get(upstream)
+        if health is None or health.cooling_until == 0.0:
+            return True
+        if self._clock() < health.cooling_until or health.probing:
+            return False
+        health.probing = True
+        log.info("upstream %s: cooling period over, probing", upstream)
+        return True
+
+    def retry_in(self, upstream: str) -> float:
+        health = self._health.get(upstream)
+        return max(0.0, health.cooling_until - self._clock()) if health else 0.0
+
+    def succeeded(self, upstream: str) -> None:
+        health = self._health.get(upstream)
+        if health is None:
+            return
+        health.successes += 1
+        if health.cooling_until or health.failures:
+            if health.cooling_until:
+                log.info("upstream %s: healthy again", upstream)
+            health.cooling_until, health.probing = 0.0, False
+            health.failures.clear()
+
+    def release(self, upstream: str) -> None:
+        """A probe that ended without a verdict (the client left, the request was bad)."""
+        health = self._health.get(upstream)
+        if health is not None:
+            health.probing = False
+
+    def failed(
+        self,
+        upstream: str,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        account_problem: bool = False,
+    ) -> None:
+        """Count a failure that is the upstream's, not the request's."""
+        s = self._settings
+        now = self._clock()
+        health = self._health.setdefault(upstream, _Health())
+        health.total_failures += 1
+        health.last_error = reason
+        window = health.failures
+        window.append(now)
+        while window and window[0] < now - s.cooldown_window_seconds:
+            window.popleft()
+        period = None
+        if account_problem:
+            period = s.cooldown_long_seconds
+        elif retry_after is not None:
+            period = min(max(retry_after, 1.0), MAX_RETRY_AFTER)
+        elif health.probing or len(window) >= s.cooldown_failures:
+            period = s.cooldown_seconds
+        health.probing = False
+        if period is not None:
+            health.cooling_until = now + period
+            window.clear()
+            log.warning("upstream %s: cooling down for %.0f s after %s", upstream, period, reason)
+
+    def states(self) -> dict[str, dict[str, object]]:
+        """Each upstream seen so far, for /readyz."""
+        now = self._clock()
+        out: dict[str, dict[str, object]] = {}
+        for upstream, health in sorted(self._health.items()):
+            cooling = health.cooling_until > now
+            out[upstream] = {
+                "state": "cooling" if cooling else "probing" if health.probing else "healthy",
+                "retry_in_seconds": round(health.cooling_until - now, 1) if cooling else 0,
+                "recent_failures": len(health.failures),
+                "last_error": health.last_error,
+            }
+        return out
