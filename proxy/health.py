@@ -38,6 +38,7 @@ def health_blueprint(gw: Gateway) -> Blueprint:
             "database": database,
             "providers": providers,
             "models": len(gw.catalog),
+            "upstreams": gw.failover.cooldowns.states(),
             "queued_writes": gw.store.queued,
         }
         if not providers:

@@ -44,6 +44,7 @@ class FakeOpenAI:
     send_usage: bool = True
     prompt_tokens: int = 11
     fail_mid_stream_after: int | None = None  # send an error event after N content chunks
+    hang_before_headers: bool = False  # never answer
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     stream_ends: list[StreamEnd] = field(default_factory=list)
@@ -59,6 +60,8 @@ class FakeOpenAI:
             body = orjson.loads(await request.get_data())
             self.requests.append(body)
             self.headers.append({k.lower(): v for k, v in request.headers.items()})
+            if self.hang_before_headers:
+                await trio.sleep_forever()
             if self.status != 200:
                 headers = {"retry-after": self.retry_after} if self.retry_after else {}
                 error = self.error_body or {
