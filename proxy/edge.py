@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenroute")
 CHAT_PATH = "/v1/chat/completions"
 BODY_DEADLINE = 60.0  # seconds to receive a request body
+KEEPALIVE = b": keep-alive\n\n"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -46,6 +47,7 @@ class Edge:
         self.app = app
         self.gw = gw
         self.max_body = gw.settings.max_body_bytes
+        self.keepalive = gw.settings.keepalive_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != CHAT_PATH:
@@ -78,7 +80,7 @@ class Edge:
                 send, InternalError(f"internal error; quote {request_id}"), request_id
             )
             return
-        await _send_reply(send, receive, reply, request_id)
+        await _send_reply(send, receive, reply, request_id, self.keepalive)
 
     async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes | None:
         declared = headers.get(b"content-length")
@@ -114,7 +116,9 @@ async def _send_error(send: Send, error: GatewayError, request_id: str) -> None:
     await _send_reply(send, None, Reply(error.status, headers, envelope(error)), request_id)
 
 
-async def _send_reply(send: Send, receive: Receive | None, reply: Reply, request_id: str) -> None:
+async def _send_reply(
+    send: Send, receive: Receive | None, reply: Reply, request_id: str, keepalive: float = 0
+) -> None:
     headers = _header_list(reply.headers, request_id)
     if reply.stream is None:
         headers.append((b"content-length", str(len(reply.body)).encode()))
@@ -126,11 +130,38 @@ async def _send_reply(send: Send, receive: Receive | None, reply: Reply, request
     async with trio.open_nursery() as nursery:
         # A client that goes away cancels the relay, which closes the upstream at once.
         nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+        quiet = _Quiet(send)
+        if keepalive > 0:
+            nursery.start_soon(quiet.keep_alive, keepalive)
         async with aclosing(reply.stream) as stream:
             async for chunk in stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await quiet.send(chunk)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         nursery.cancel_scope.cancel()
+
+
+class _Quiet:
+    """Sends a stream's chunks; during long upstream silence, SSE comments in between.
+
+    Proxies and load balancers drop connections that carry nothing for a minute
+    or so, while a reasoning model may think for longer before its first token.
+    """
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._lock = trio.Lock()
+        self._last = trio.current_time()
+
+    async def send(self, chunk: bytes) -> None:
+        async with self._lock:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self._last = trio.current_time()
+
+    async def keep_alive(self, interval: float) -> None:
+        while True:
+            await trio.sleep_until(self._last + interval)
+            if trio.current_time() - self._last >= interval:
+                await self.send(KEEPALIVE)
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

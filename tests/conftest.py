@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,26 +100,37 @@ def gateway_settings(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
     )
 
 
-@pytest.fixture
-async def gateway(
-    nursery: trio.Nursery, gateway_settings: Settings
+@asynccontextmanager
+async def running_gateway(
+    nursery: trio.Nursery, settings: Settings
 ) -> AsyncIterator[RunningGateway]:
+    """The gateway served in this process on the given settings, until the block ends."""
     stop, stopped = trio.Event(), trio.Event()
 
     async def run(task_status: trio.TaskStatus[list[str]]) -> None:
         try:
-            await serve(gateway_settings, shutdown_trigger=stop.wait, task_status=task_status)
+            await serve(settings, shutdown_trigger=stop.wait, task_status=task_status)
         finally:
             stopped.set()
 
     binds = await nursery.start(run)
     url = binds[0].replace("0.0.0.0", "127.0.0.1")
-    running = RunningGateway(url, gateway_settings, gateway_settings.db_path, stop, stopped)
-    yield running
-    await running.close_clients()
-    stop.set()
-    with trio.move_on_after(10):
-        await stopped.wait()
+    running = RunningGateway(url, settings, settings.db_path, stop, stopped)
+    try:
+        yield running
+    finally:
+        await running.close_clients()
+        stop.set()
+        with trio.move_on_after(10):
+            await stopped.wait()
+
+
+@pytest.fixture
+async def gateway(
+    nursery: trio.Nursery, gateway_settings: Settings
+) -> AsyncIterator[RunningGateway]:
+    async with running_gateway(nursery, gateway_settings) as running:
+        yield running
 
 
 @pytest.fixture

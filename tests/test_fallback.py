@@ -12,8 +12,7 @@ import pytest
 import trio
 
 from proxy.config import load_settings
-from proxy.server import serve
-from tests.conftest import RunningGateway
+from tests.conftest import RunningGateway, running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 
 HI = [{"role": "user", "content": "hi"}]
@@ -59,21 +58,8 @@ async def routed(
     config = tmp_path / "tokenroute.toml"
     config.write_text(CONFIG.format(primary=primary.url, backup=backup.url))
     settings = load_settings({}, config, {"db_path": tmp_path / "gw.db", "port": 0})
-    stop, stopped = trio.Event(), trio.Event()
-
-    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
-        try:
-            await serve(settings, shutdown_trigger=stop.wait, task_status=task_status)
-        finally:
-            stopped.set()
-
-    binds = await nursery.start(run)
-    gateway = RunningGateway(binds[0], settings, settings.db_path, stop, stopped)
-    yield gateway
-    await gateway.close_clients()
-    stop.set()
-    with trio.move_on_after(10):
-        await stopped.wait()
+    async with running_gateway(nursery, settings) as gateway:
+        yield gateway
 
 
 async def readyz(gateway: RunningGateway) -> dict[str, object]:
