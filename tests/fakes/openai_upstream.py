@@ -45,6 +45,7 @@ class FakeOpenAI:
     prompt_tokens: int = 11
     fail_mid_stream_after: int | None = None  # send an error event after N content chunks
     hang_before_headers: bool = False  # never answer
+    reasoning: list[str] = field(default_factory=list)  # DeepSeek-style reasoning_content deltas
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     stream_ends: list[StreamEnd] = field(default_factory=list)
@@ -204,6 +205,19 @@ class FakeOpenAI:
                     sent += 1
                 finish = "tool_calls"
             else:
+                for thought in self.reasoning:
+                    yield self._chunk(
+                        body,
+                        [
+                            {
+                                "index": i,
+                                "delta": {"reasoning_content": thought},
+                                "finish_reason": None,
+                            }
+                            for i in range(n)
+                        ],
+                        **usage_null,
+                    )
                 for word in self.words:
                     if (
                         self.fail_mid_stream_after is not None
