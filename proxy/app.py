@@ -24,8 +24,8 @@ from .errors import GatewayError, InternalError, NotFound, PayloadTooLarge, enve
 from .failover import Failover
 from .metering import Meter
 from .money import format_usd
+from .providers import adapter_for
 from .providers.base import Adapter
-from .providers.openai import OpenAIAdapter
 from .ratelimit import RateLimiter
 from .relay import Relay
 from .store import Store
@@ -54,7 +54,7 @@ class Gateway:
 
 def build_gateway(settings: Settings) -> Gateway:
     store = Store(settings.db_path)
-    adapters: dict[str, Adapter] = {p.name: OpenAIAdapter(p.name) for p in settings.providers}
+    adapters: dict[str, Adapter] = {p.name: adapter_for(p) for p in settings.providers}
     wallets = Wallets(store)
     tokens = TokenCounter()
     relay = Relay({p.name: p for p in settings.providers}, adapters)

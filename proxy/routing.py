@@ -27,7 +27,14 @@ _CONTEXT_WORDS = (
     "too long",
     "maximum context",
 )
-_ACCOUNT_WORDS = ("insufficient_quota", "credit balance", "billing", "exceeded your current quota")
+_ACCOUNT_WORDS = (
+    "insufficient_quota",
+    "credit balance",
+    "billing",
+    "exceeded your current quota",
+    "api key not valid",  # Google answers a bad key with 400
+    "api_key_invalid",
+)
 
 
 @dataclass(frozen=True, slots=True)

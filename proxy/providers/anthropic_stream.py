@@ -1,0 +1,227 @@
+"""Anthropic's streamed Messages events as OpenAI `chat.completion.chunk` events.
+
+Anthropic streams named events (message_start, content_block_*, message_delta,
+message_stop, ping, error); OpenAI clients expect one choice's deltas. Text
+deltas become `content`, a tool_use block becomes a `tool_calls` entry whose
+`arguments` grow with each input_json_delta, and the stop reason becomes the
+last chunk's `finish_reason`. Usage is only final at message_delta, so
+`state.usage` is set there: a stream cut earlier is billed by estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from ..chat import Usage
+from ..errors import GatewayError, UpstreamError
+from ..sse import Decoder, Event, encode_data
+from .base import StreamState, upstream_error
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+# The HTTP status each error type is sent with, so stream errors map like HTTP ones.
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+
+def finish_reason(stop_reason: Any) -> str:
+    """OpenAI's finish_reason for Anthropic's stop_reason (unknown ones read as a stop)."""
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def usage_from_counts(counts: dict[str, int]) -> Usage:
+    """Anthropic counts cached input apart from `input_tokens`; OpenAI's prompt includes it."""
+    read = counts.get("cache_read_input_tokens", 0)
+    written = counts.get("cache_creation_input_tokens", 0)
+    prompt = counts.get("input_tokens", 0) + read + written
+    return Usage(prompt, counts.get("output_tokens", 0), read, cache_write_tokens=written)
+
+
+def read_counts(data: Any, into: dict[str, int] | None = None) -> dict[str, int]:
+    """The integer token counts of an Anthropic `usage` object, over earlier ones."""
+    counts = dict(into or {})
+    if isinstance(data, dict):
+        for name in USAGE_FIELDS:
+            value = data.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                counts[name] = value
+    return counts
+
+
+def openai_usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def error_from_anthropic(provider: str, error: Any) -> GatewayError:
+    """Map an error object ({"type", "message"}) as if it came with its usual HTTP status."""
+    error = error if isinstance(error, dict) else {}
+    status = ERROR_STATUS.get(error.get("type"), 502)
+    message = error.get("message")
+    return upstream_error(status, str(message) if message else None, None, provider)
+
+
+class AnthropicStream:
+    """Feed Anthropic's SSE bytes; get OpenAI chunk events back."""
+
+    def __init__(self, provider: str, model_id: str, include_usage: bool) -> None:
+        self.state = StreamState()
+        self._provider = provider
+        self._model_id = model_id
+        self._include_usage = include_usage
+        self._decoder = Decoder()
+        self._id = "chatcmpl-"
+        self._created = int(time.time())
+        self._counts: dict[str, int] = {}
+        self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
+        self._finished = False  # the finish_reason chunk went out
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._events(self._decoder.feed(chunk))
+
+    def finish(self) -> list[bytes]:
+        return self._events(self._decoder.flush())
+
+    def _events(self, events: list[Event]) -> list[bytes]:
+        out: list[bytes] = []
+        for event in events:
+            if self.state.error is not None:
+                break
+            out.extend(self._event(event))
+        return out
+
+    def _event(self, event: Event) -> list[bytes]:
+        text = event.data.strip()
+        if event.event == "ping" or not text:
+            return []
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            self.state.error = UpstreamError(f"{self._provider} sent a malformed stream event")
+            return []
+        kind = data.get("type") or event.event
+        if kind == "error":
+            self.state.error = error_from_anthropic(self._provider, data.get("error"))
+            return []
+        if kind == "message_start":
+            return self._message_start(_dict(data.get("message")))
+        if kind == "content_block_start":
+            return self._block_start(data.get("index"), _dict(data.get("content_block")))
+        if kind == "content_block_delta":
+            return self._block_delta(data.get("index"), _dict(data.get("delta")))
+        if kind == "message_delta":
+            return self._message_delta(_dict(data.get("delta")), data.get("usage"))
+        if kind == "message_stop":
+            return self._message_stop()
+        return []  # content_block_stop, ping, and event types added later
+
+    def _message_start(self, message: dict[str, Any]) -> list[bytes]:
+        self._id = f"chatcmpl-{message.get('id') or ''}"
+        self._counts = read_counts(message.get("usage"))
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def _block_start(self, index: Any, block: dict[str, Any]) -> list[bytes]:
+        if block.get("type") == "text":
+            return self._text(block.get("text"))
+        if block.get("type") != "tool_use" or not isinstance(index, int):
+            return []  # thinking and server-tool blocks have no OpenAI counterpart
+        position = self._tool_index[index] = len(self._tool_index)
+        name = str(block.get("name") or "")
+        call = {
+            "index": position,
+            "id": str(block.get("id") or ""),
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        self._sent(name)
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _block_delta(self, index: Any, delta: dict[str, Any]) -> list[bytes]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return self._text(delta.get("text"))
+        if kind != "input_json_delta" or index not in self._tool_index:
+            return []  # thinking, signature and citation deltas are not relayed
+        piece = delta.get("partial_json")
+        if not isinstance(piece, str) or not piece:
+            return []
+        self._sent(piece)
+        call = {"index": self._tool_index[index], "function": {"arguments": piece}}
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _message_delta(self, delta: dict[str, Any], usage: Any) -> list[bytes]:
+        self._counts = read_counts(usage, self._counts)
+        self.state.usage = usage_from_counts(self._counts)
+        stop_reason = delta.get("stop_reason")
+        if stop_reason is None or self._finished:
+            return []
+        self._finished = True
+        return [self._chunk({}, finish_reason(stop_reason))]
+
+    def _message_stop(self) -> list[bytes]:
+        self.state.done = True
+        if not self._include_usage or self.state.usage is None:
+            return []
+        return [self._encode([], usage=openai_usage(self.state.usage))]
+
+    def _text(self, text: Any) -> list[bytes]:
+        if not isinstance(text, str) or not text:
+            return []
+        self._sent(text)
+        return [self._chunk({"content": text})]
+
+    def _sent(self, text: str) -> None:
+        """Record output for an estimate should usage never come."""
+        self.state.output.append(text)
+        self.state.content_sent = True
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self._encode([choice])
+
+    def _encode(self, choices: list[Any], **extra: Any) -> bytes:
+        data = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model_id,
+            "choices": choices,
+            **extra,
+        }
+        return encode_data(orjson.dumps(data))
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

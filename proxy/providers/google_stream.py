@@ -1,0 +1,244 @@
+"""Gemini's responses as OpenAI's: the shared vocabulary and the stream translator.
+
+Each `streamGenerateContent?alt=sse` event is a whole GenerateContentResponse
+holding the next parts of every candidate. Text parts become `content` deltas, a
+functionCall part (always sent whole) becomes one complete `tool_calls` entry,
+and a candidate's `finishReason` becomes its last chunk's `finish_reason`.
+`usageMetadata` is cumulative, so the last one seen is what gets billed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from ..chat import Usage
+from ..errors import BadRequest, GatewayError, UpstreamError
+from ..sse import Decoder, Event, encode_data
+from .base import StreamState, upstream_error
+
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
+    "MODEL_ARMOR": "content_filter",
+}
+# Google's canonical status names, for an error object that carries no HTTP code.
+ERROR_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+def finish_reason(reason: Any, made_calls: bool) -> str:
+    """OpenAI's finish_reason; a normal stop after function calls is OpenAI's `tool_calls`."""
+    mapped = FINISH_REASONS.get(reason, "stop") if isinstance(reason, str) else "stop"
+    return "tool_calls" if mapped == "stop" and made_calls else mapped
+
+
+def _count(meta: dict[str, Any], name: str) -> int:
+    value = meta.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def read_usage(meta: Any) -> tuple[Usage, dict[str, Any]] | None:
+    """Our Usage and OpenAI's `usage` object from usageMetadata; thinking is billed as output."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("promptTokenCount"), int):
+        return None
+    prompt = _count(meta, "promptTokenCount")
+    thoughts = _count(meta, "thoughtsTokenCount")
+    completion = _count(meta, "candidatesTokenCount") + thoughts
+    cached = _count(meta, "cachedContentTokenCount")
+    usage = Usage(prompt, completion, cached_tokens=cached)
+    return usage, {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": thoughts},
+    }
+
+
+def read_parts(candidate: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """A candidate's answer texts and its functionCall parts (thought summaries skipped)."""
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for part in parts if isinstance(parts, list) else ():
+        if not isinstance(part, dict) or part.get("thought") is True:
+            continue
+        if isinstance(part.get("text"), str) and part["text"]:
+            texts.append(part["text"])
+        elif isinstance(part.get("functionCall"), dict):
+            calls.append(part)
+    return texts, calls
+
+
+def tool_call(part: dict[str, Any], position: int) -> dict[str, Any]:
+    """OpenAI's tool call for a functionCall part.
+
+    A thought signature rides along as `extra_content.google.thought_signature`, the
+    field Google's own OpenAI endpoint uses, so clients that keep it can send it back.
+    """
+    call = part["functionCall"]
+    call_id = call.get("id")
+    args = call.get("args")
+    result: dict[str, Any] = {
+        "id": call_id if isinstance(call_id, str) and call_id else f"call_{position}",
+        "type": "function",
+        "function": {
+            "name": str(call.get("name") or ""),
+            "arguments": orjson.dumps(args if isinstance(args, dict) else {}).decode(),
+        },
+    }
+    signature = part.get("thoughtSignature")
+    if isinstance(signature, str) and signature:
+        result["extra_content"] = {"google": {"thought_signature": signature}}
+    return result
+
+
+def completion_id(response_id: Any) -> str:
+    if isinstance(response_id, str) and response_id:
+        return f"chatcmpl-{response_id}"
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def error_from_google(provider: str, error: Any) -> GatewayError:
+    """Map Google's error object ({"code", "message", "status"}) as its HTTP status would be."""
+    error = error if isinstance(error, dict) else {"message": error}
+    code = error.get("code")
+    if not (isinstance(code, int) and 400 <= code < 600):
+        code = ERROR_STATUS.get(error.get("status"), 502)
+    message = error.get("message")
+    return upstream_error(code, str(message) if message else None, None, provider)
+
+
+def prompt_blocked(provider: str, data: dict[str, Any]) -> BadRequest | None:
+    """The error for a prompt Google refused to answer (promptFeedback.blockReason)."""
+    feedback = data.get("promptFeedback")
+    reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+    if not reason:
+        return None
+    detail = feedback.get("blockReasonMessage") if isinstance(feedback, dict) else None
+    said = f": {detail}" if isinstance(detail, str) and detail else ""
+    return BadRequest(f"{provider} blocked the prompt ({reason}){said}")
+
+
+class GoogleStream:
+    """Feed Gemini's SSE bytes; get OpenAI chunk events back."""
+
+    def __init__(self, provider: str, model_id: str, include_usage: bool) -> None:
+        self.state = StreamState()
+        self._provider = provider
+        self._model_id = model_id
+        self._include_usage = include_usage
+        self._decoder = Decoder()
+        self._id: str | None = None
+        self._created = int(time.time())
+        self._calls: dict[int, int] = {}  # choice index -> tool calls sent so far
+        self._usage: dict[str, Any] | None = None  # the last usage, in OpenAI's shape
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._events(self._decoder.feed(chunk))
+
+    def finish(self) -> list[bytes]:
+        out = self._events(self._decoder.flush())
+        if self.state.error is None and self._include_usage and self._usage is not None:
+            out.append(self._encode([], usage=self._usage))
+        return out
+
+    def _events(self, events: list[Event]) -> list[bytes]:
+        out: list[bytes] = []
+        for event in events:
+            if self.state.error is not None:
+                break
+            out.extend(self._event(event))
+        return out
+
+    def _event(self, event: Event) -> list[bytes]:
+        text = event.data.strip()
+        if not text:
+            return []
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            self.state.error = UpstreamError(f"{self._provider} sent a malformed stream event")
+            return []
+        if "error" in data:
+            self.state.error = error_from_google(self._provider, data["error"])
+            return []
+        if self._id is None:
+            self._id = completion_id(data.get("responseId"))
+        usage = read_usage(data.get("usageMetadata"))
+        if usage is not None:
+            self.state.usage, self._usage = usage
+        candidates = data.get("candidates")
+        if not isinstance(candidates, list) or not candidates:
+            self.state.error = prompt_blocked(self._provider, data)
+            return []
+        out: list[bytes] = []
+        for position, candidate in enumerate(candidates):
+            if isinstance(candidate, dict):
+                out.extend(self._candidate(candidate, position))
+        return out
+
+    def _candidate(self, candidate: dict[str, Any], position: int) -> list[bytes]:
+        index = candidate.get("index")
+        index = index if isinstance(index, int) else position
+        out: list[bytes] = []
+        if index not in self._calls:
+            self._calls[index] = 0
+            out.append(self._chunk(index, {"role": "assistant", "content": ""}))
+        texts, calls = read_parts(candidate)
+        if texts:
+            self._sent(texts)
+            out.append(self._chunk(index, {"content": "".join(texts)}))
+        for part in calls:
+            call = {"index": self._calls[index], **tool_call(part, self._calls[index])}
+            self._calls[index] += 1
+            self._sent([call["function"]["name"], call["function"]["arguments"]])
+            out.append(self._chunk(index, {"tool_calls": [call]}))
+        reason = candidate.get("finishReason")
+        if isinstance(reason, str) and reason:
+            self.state.done = True
+            out.append(self._chunk(index, {}, finish_reason(reason, self._calls[index] > 0)))
+        return out
+
+    def _sent(self, texts: list[str]) -> None:
+        """Record output for an estimate should usage never come."""
+        self.state.output.extend(texts)
+        self.state.content_sent = True
+
+    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return self._encode([{"index": index, "delta": delta, "finish_reason": finish}])
+
+    def _encode(self, choices: list[Any], **extra: Any) -> bytes:
+        data = {
+            "id": self._id or completion_id(None),
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model_id,
+            "choices": choices,
+            **extra,
+        }
+        return encode_data(orjson.dumps(data))
