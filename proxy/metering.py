@@ -10,7 +10,7 @@ requests with no output cost nothing; an aborted stream costs what was relayed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -60,6 +60,12 @@ class Meter:
             and (outcome.output_text or outcome.status == 200)
         ):
             usage = await self._estimate(outcome.messages or [], outcome.output_text)
+        elif usage is not None and outcome.status != 200 and outcome.output_text:
+            # A stream cut short may carry only the running usage of its last event
+            # (Gemini's lacks output counts until the end): bill at least what was relayed.
+            relayed = (await self._estimate([], outcome.output_text)).completion_tokens
+            if relayed > usage.completion_tokens:
+                usage = replace(usage, completion_tokens=relayed, estimated=True)
         usage = usage or Usage()
         model = outcome.model
         record = UsageRecord(
