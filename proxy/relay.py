@@ -261,10 +261,14 @@ class Relay:
                 ) from exc
             except httpx.ConnectTimeout as exc:
                 raise UpstreamTimeout(
-                    f"{model.provider} did not accept a connection in time"
+                    f"{model.provider} did not accept a connection within "
+                    f"{pool.provider.connect_timeout:g} s"
                 ) from exc
             except httpx.TimeoutException as exc:
-                raise UpstreamTimeout(f"{model.provider} did not answer in time") from exc
+                raise UpstreamTimeout(
+                    f"{model.provider} sent no first byte within "
+                    f"{pool.provider.first_byte_timeout:g} s"
+                ) from exc
             except httpx.ConnectError as exc:
                 raise UpstreamError(f"cannot connect to {model.provider}: {_why(exc)}") from exc
             except httpx.HTTPError as exc:
@@ -274,14 +278,12 @@ class Relay:
     def _error(
         self, model: Model, adapter: Adapter, response: httpx.Response, body: bytes
     ) -> GatewayError:
-        error = upstream_error(
+        return upstream_error(
             response.status_code,
             adapter.error_message(body),
             response.headers.get("retry-after"),
             model.provider,
         )
-        error.upstream_status = response.status_code
-        return error
 
 
 async def _read_body(response: httpx.Response) -> bytes:

@@ -66,6 +66,12 @@ class World:
         rows = await self.gateway.wait_usage_rows(1)
         return rows[-1]
 
+    async def upstreams(self) -> dict[str, dict[str, Any]]:
+        """Each upstream's health as /readyz reports it."""
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(self.gateway.url + "/readyz")
+        return orjson.loads(ready.content)["upstreams"]  # type: ignore[no-any-return]
+
 
 @pytest.fixture
 async def world(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[World]:
@@ -196,8 +202,7 @@ async def test_anthropic_failures_fall_back_before_the_first_byte(
     tried = [(a["model"], a["status"]) for a in orjson.loads(row["attempts"])]
     expected = {429: 429, 500: 502, 529: 503}[status]
     assert tried == [(HAIKU, expected), (SONNET, expected)]
-    async with httpx.AsyncClient() as http:
-        states = orjson.loads((await http.get(world.gateway.url + "/readyz")).content)["upstreams"]
+    states = await world.upstreams()
     assert (states[HAIKU]["state"] == "cooling") is cooling
     assert states[HAIKU]["recent_failures"] == (0 if cooling else 1)
 
@@ -206,9 +211,17 @@ async def test_anthropic_failures_fall_back_before_the_first_byte(
 async def test_a_hang_before_headers_falls_back(world: World, model: str) -> None:
     world.anthropic.hang_before_headers = world.gemini.hang_before_headers = True
     reply = await world.client().chat.completions.create(model=model, messages=HI)
-    assert reply.model.startswith("openai/")
+    assert reply.model == ("openai/gpt-4o" if model == HAIKU else "openai/gpt-4o-mini")
+    hung = [HAIKU, SONNET] if model == HAIKU else [FLASH]
     row = await world.row()
-    assert {a["status"] for a in orjson.loads(row["attempts"])} == {504}
+    assert [(a["model"], a["status"]) for a in orjson.loads(row["attempts"])] == [
+        (m, 504) for m in hung
+    ]
+    assert row["served_model"] == reply.model and row["status"] == 200
+    states = await world.upstreams()
+    for m in hung:  # one timeout is a strike, not yet a cooldown
+        assert states[m]["state"] == "healthy" and states[m]["recent_failures"] == 1
+        assert "first byte" in states[m]["last_error"]
 
 
 @pytest.mark.parametrize(
@@ -239,3 +252,7 @@ async def test_a_mid_stream_failure_ends_with_an_error_event_and_is_billed(
     row = await world.row()
     assert row["status"] == status and row["served_model"] == model
     assert row["tokens_out"] > 0 and row["cost"] > 0  # the partial answer is billed
+    assert row["attempts"] is None and row["fallbacks"] == 0  # only the served one was tried
+    state = (await world.upstreams())[model]  # the failure counts against the upstream
+    assert state["recent_failures"] == 1 and state["state"] == "healthy"
+    assert state["last_error"]

@@ -87,7 +87,12 @@ def upstream_error(
     Errors caused by the request itself keep their message; errors about the
     gateway's own provider account never reveal it.
     """
-    said = f": {message}" if message else ""
+    error = _mapped(status, f": {message}" if message else "", retry_after, provider)
+    error.upstream_status = status  # what judges the upstream's health and the route
+    return error
+
+
+def _mapped(status: int, said: str, retry_after: str | None, provider: str) -> GatewayError:
     if status in (400, 422):
         return BadRequest(f"{provider} rejected the request{said}")
     if status == 413:
