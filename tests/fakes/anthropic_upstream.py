@@ -14,12 +14,11 @@ from typing import Any
 
 import orjson
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from tests.fakes.openai_upstream import StreamEnd
+from tests.fakes.serving import FakeServer
 
 WORDS = ["Hello", " from", " the", " fake", " Claude", "."]
 TOOL_INPUT_PIECES = ["", '{"city"', ': "Paris"}']  # real streams open with an empty piece
@@ -54,7 +53,7 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 @dataclass
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     """Behaviour knobs (faults all off by default) and a record of traffic."""
 
     words: list[str] = field(default_factory=lambda: list(WORDS))
@@ -228,28 +227,3 @@ class FakeAnthropic:
             completed = True
         finally:
             self.stream_ends.append(StreamEnd(trio.current_time(), completed, sent))
-
-    # -- serving ---------------------------------------------------------------------------
-    async def run(
-        self, *, task_status: trio.TaskStatus[FakeAnthropic] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        config = Config()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = 0.5
-
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                lambda task_status: serve(
-                    self.app(),
-                    config,
-                    shutdown_trigger=self._shutdown.wait,
-                    task_status=task_status,
-                )
-            )
-            self.url = binds[0].replace("0.0.0.0", "127.0.0.1")
-            task_status.started(self)
-
-    def stop(self) -> None:
-        self._shutdown.set()

@@ -15,12 +15,11 @@ from typing import Any
 
 import orjson
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from tests.fakes.openai_upstream import StreamEnd
+from tests.fakes.serving import FakeServer
 
 WORDS = ["Hello", " from", " the", " fake", " Gemini", "."]
 STATUS_NAMES = {
@@ -47,7 +46,7 @@ def error_envelope(status: int, message: str) -> dict[str, Any]:
 
 
 @dataclass
-class FakeGemini:
+class FakeGemini(FakeServer):
     """Behaviour knobs and a record of traffic."""
 
     status: int = 200
@@ -197,31 +196,6 @@ class FakeGemini:
             await trio.sleep_forever()
         if self.reset_mid_stream_after is not None and sent >= self.reset_mid_stream_after:
             raise StreamReset(f"fake reset after {sent} chunks")
-
-    # -- serving ---------------------------------------------------------------------------
-    async def run(
-        self, *, task_status: trio.TaskStatus[FakeGemini] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        config = Config()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = 0.5
-
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                lambda task_status: serve(
-                    self.app(),
-                    config,
-                    shutdown_trigger=self._shutdown.wait,
-                    task_status=task_status,
-                )
-            )
-            self.url = binds[0].replace("0.0.0.0", "127.0.0.1")
-            task_status.started(self)
-
-    def stop(self) -> None:
-        self._shutdown.set()
 
 
 def _json(

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
+
+from tests.fakes.serving import FakeServer
 
 MID_STREAM_ERROR = {
     "error": {"message": "fake mid-stream failure", "type": "server_error", "code": 500}
@@ -33,7 +33,7 @@ class StreamEnd:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(FakeServer):
     """Behaviour knobs and a record of traffic."""
 
     status: int = 200
@@ -247,28 +247,3 @@ class FakeOpenAI:
             completed = True
         finally:
             self.stream_ends.append(StreamEnd(trio.current_time(), completed, sent))
-
-    # -- serving ---------------------------------------------------------------------------
-    async def run(
-        self, *, task_status: trio.TaskStatus[FakeOpenAI] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        config = Config()
-        config.bind = ["127.0.0.1:0"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = 0.5
-
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                lambda task_status: serve(
-                    self.app(),
-                    config,
-                    shutdown_trigger=self._shutdown.wait,
-                    task_status=task_status,
-                )  # type: ignore[arg-type]
-            )
-            self.url = binds[0].replace("0.0.0.0", "127.0.0.1")
-            task_status.started(self)
-
-    def stop(self) -> None:
-        self._shutdown.set()
