@@ -207,6 +207,30 @@ async def test_anthropic_failures_fall_back_before_the_first_byte(
     assert states[HAIKU]["recent_failures"] == (0 if cooling else 1)
 
 
+@pytest.mark.parametrize(
+    ("status", "retry_after", "cooling"),
+    [(429, "30", True), (500, None, False), (503, None, False)],
+)
+async def test_gemini_failures_fall_back_before_the_first_byte(
+    world: World, status: int, retry_after: str | None, cooling: bool
+) -> None:
+    world.gemini.status, world.gemini.retry_after = status, retry_after
+    stream = await world.client().chat.completions.create(model=FLASH, messages=HI, stream=True)
+    text, _, chunks = await collect(stream)
+    assert text == "".join(world.openai.words) and chunks[0].model == "openai/gpt-4o-mini"
+    assert len(world.gemini.requests) == 1 and len(world.openai.requests) == 1
+    row = await world.row()
+    expected = {429: 429, 500: 502, 503: 503}[status]
+    assert [(a["model"], a["status"]) for a in orjson.loads(row["attempts"])] == [(FLASH, expected)]
+    assert row["fallbacks"] == 1 and row["status"] == 200
+    state = (await world.upstreams())[FLASH]
+    assert (state["state"] == "cooling") is cooling
+    if cooling:  # Retry-After says how long
+        assert 25 < state["retry_in_seconds"] <= 30
+        again = await world.client().chat.completions.create(model=FLASH, messages=HI)
+        assert again.model == "openai/gpt-4o-mini" and len(world.gemini.requests) == 1
+
+
 @pytest.mark.parametrize("model", [HAIKU, FLASH])
 async def test_a_hang_before_headers_falls_back(world: World, model: str) -> None:
     world.anthropic.hang_before_headers = world.gemini.hang_before_headers = True
