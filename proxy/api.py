@@ -17,10 +17,12 @@ import orjson
 import trio
 from quart import Blueprint, Response, request
 
+from .auto_api import auto_headers, auto_model_entry, decide
+from .autoroute import AUTO_MODEL
 from .billing import LIMIT_FIELDS, RouteBudget, choices, plan_route, requested_limit
 from .catalog import Catalog, Model
-from .chat import ChatRequest, parse_chat_request
-from .errors import BadRequest, GatewayError, InsufficientQuota, NotFound
+from .chat import ChatRequest, parse_chat_request, parse_json
+from .errors import GatewayError, InsufficientQuota, NotFound
 from .metering import Outcome
 from .relay import UpstreamStream
 from .routing import ROUTE_FIELDS
@@ -42,7 +44,7 @@ CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
 
 def v1_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("v1", __name__, url_prefix="/v1")
-    models_body = models_payload(gw.catalog)
+    models_body = models_payload(gw.catalog, auto_model_entry(gw) if gw.auto.enabled else None)
 
     @bp.get("/models")
     async def list_models() -> Response:
@@ -53,12 +55,16 @@ def v1_blueprint(gw: Gateway) -> Blueprint:
     async def get_model(model_id: str) -> Response:
         key = await gw.auth.authenticate(request.headers.get("authorization"))
         model = gw.catalog.get(model_id)
-        if model is None:
+        if model_id == AUTO_MODEL and gw.auto.enabled:
+            entry = auto_model_entry(gw)
+        elif model is None:
             error = unknown_model(model_id)
             error.headers.update(gw.limiter.peek(key))
             raise error
+        else:
+            entry = model_entry(model)
         return Response(
-            orjson.dumps(model_entry(model)),
+            orjson.dumps(entry),
             content_type="application/json",
             headers=gw.limiter.peek(key),
         )
@@ -77,14 +83,21 @@ class Reply:
 
 
 async def chat_completions(
-    gw: Gateway, authorization: str | None, raw_body: bytes, request_id: str
+    gw: Gateway,
+    authorization: str | None,
+    raw_body: bytes,
+    request_id: str,
+    session: str | None = None,
 ) -> Reply:
-    """POST /v1/chat/completions, independent of the web framework (see `proxy.edge`)."""
+    """POST /v1/chat/completions, independent of the web framework (see `proxy.edge`).
+
+    `session` is the `x-session-id` header: tokenroute/auto keeps a session's tier.
+    """
     started = trio.current_time()
     key = await gw.auth.authenticate(authorization)
     limit_headers = gw.limiter.take(key)
     try:
-        return await _chat(gw, key, raw_body, request_id, started, limit_headers)
+        return await _chat(gw, key, raw_body, request_id, started, limit_headers, session)
     except GatewayError as exc:
         exc.headers = {**limit_headers, **exc.headers}
         raise
@@ -97,9 +110,15 @@ async def _chat(
     request_id: str,
     started: float,
     limit_headers: dict[str, str],
+    session: str | None,
 ) -> Reply:
     chat = parse_chat_request(parse_json(raw_body))
-    models = route_models(chat.body, gw.catalog, gw.settings.routes)
+    decision = None
+    if chat.model == AUTO_MODEL:
+        decision = decide(gw, key, chat.body, session)
+        limit_headers = {**limit_headers, **auto_headers(decision)}
+    chosen = decision.models if decision else None
+    models = route_models(chat.body, gw.catalog, gw.settings.routes, chosen)
     chat = replace(chat, body={k: v for k, v in chat.body.items() if k not in ROUTE_FIELDS})
     requested, n = requested_limit(chat.body), choices(chat.body)
     outcome = Outcome(
@@ -110,6 +129,8 @@ async def _chat(
         stream=chat.stream,
         started=started,
         messages=chat.messages,
+        tier=decision.tier if decision else None,
+        score=decision.score.score if decision else None,
     )
     if chat.stream:
         gw.limiter.open_stream(key)
@@ -134,6 +155,8 @@ async def _chat(
     except GatewayError as exc:
         _end_stream(gw, outcome)
         exc.headers["x-tokenroute-fallbacks"] = str(len(exc.attempts))
+        if decision is not None:
+            exc.headers.update(auto_headers(decision))
         outcome.attempts = exc.attempts
         if outcome.hold is not None:  # refused before a hold (402) is not a request we ran
             await _failed(gw, outcome, exc.status, exc.message)
@@ -234,15 +257,6 @@ async def _failed(gw: Gateway, outcome: Outcome, status: int, message: str) -> N
     await gw.meter.record(outcome)
 
 
-def parse_json(data: bytes) -> Any:
-    if not data:
-        raise BadRequest("the request body is empty; send a JSON object")
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
-
-
 def unknown_model(model_id: str) -> GatewayError:
     return NotFound(
         f"the model {model_id!r} does not exist or is not enabled here; "
@@ -262,6 +276,6 @@ def model_entry(model: Model) -> dict[str, object]:
     }
 
 
-def models_payload(catalog: Catalog) -> bytes:
+def models_payload(catalog: Catalog, auto: dict[str, object] | None = None) -> bytes:
     entries = sorted((model_entry(m) for m in catalog.listed()), key=lambda e: str(e["id"]))
-    return orjson.dumps({"object": "list", "data": entries})
+    return orjson.dumps({"object": "list", "data": [auto, *entries] if auto else entries})

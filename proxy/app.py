@@ -16,6 +16,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .auth import KeyAuth
+from .autoroute import AutoRouter
 from .catalog import Catalog, build_catalog
 from .config import Settings
 from .cooldown import Cooldowns
@@ -28,6 +29,7 @@ from .providers import adapter_for
 from .providers.base import Adapter
 from .ratelimit import RateLimiter
 from .relay import Relay
+from .sessions import Sessions
 from .store import Store
 from .store.ledger import release_holds
 from .tokens import TokenCounter
@@ -50,6 +52,8 @@ class Gateway:
     wallets: Wallets
     limiter: RateLimiter
     tokens: TokenCounter
+    auto: AutoRouter
+    sessions: Sessions
 
 
 def build_gateway(settings: Settings) -> Gateway:
@@ -58,23 +62,27 @@ def build_gateway(settings: Settings) -> Gateway:
     wallets = Wallets(store)
     tokens = TokenCounter()
     relay = Relay({p.name: p for p in settings.providers}, adapters)
+    catalog = build_catalog(settings)
     return Gateway(
         settings=settings,
         store=store,
         auth=KeyAuth(store, settings.key_cache_seconds),
-        catalog=build_catalog(settings),
+        catalog=catalog,
         relay=relay,
         failover=Failover(relay, Cooldowns(settings)),
         meter=Meter(wallets, tokens),
         wallets=wallets,
         limiter=RateLimiter(settings),
         tokens=tokens,
+        auto=AutoRouter(catalog, settings.auto),
+        sessions=Sessions(settings.auto.session_seconds),
     )
 
 
 def create_app(settings: Settings) -> QuartTrio:
     """The Quart app; serve `asgi_app(app)` so the chat route takes the fast edge."""
     from .api import v1_blueprint
+    from .auto_api import auto_blueprint
     from .health import health_blueprint
 
     gw = build_gateway(settings)
@@ -151,6 +159,7 @@ def create_app(settings: Settings) -> QuartTrio:
 
     app.register_blueprint(health_blueprint(gw))
     app.register_blueprint(v1_blueprint(gw))
+    app.register_blueprint(auto_blueprint(gw))
     return app
 
 

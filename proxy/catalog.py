@@ -8,10 +8,14 @@ the markup already applied, so costing a request is integer arithmetic.
 
 from __future__ import annotations
 
+import functools
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from importlib import resources
+from typing import Any
 
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
@@ -101,6 +105,13 @@ class Model:
     price: Price
     context_length: int | None
     hidden: bool = False
+    tiers: frozenset[str] = frozenset()  # what tokenroute/auto may use it for
+    tools: bool = False
+    vision: bool = False
+
+    def blended_rate(self) -> int:
+        """pico-USD for three prompt tokens and one completion token: what 'cheapest' means."""
+        return 3 * self.price.base.input + self.price.base.output
 
     def pricing(self) -> dict[str, str]:
         """USD per 1M tokens, as strings."""
@@ -151,6 +162,7 @@ def _model(
     now: datetime,
 ) -> Model:
     upstream_id = (override.upstream_id if override else None) or name
+    known = capabilities().get(f"{provider.name}/{name}", {})
     info = _genai_model(provider.name, upstream_id)
     price = _price(info.get_prices(now) if info else None, override, markup)
     context = (
@@ -165,7 +177,22 @@ def _model(
         price=price,
         context_length=context,
         hidden=bool(override and override.hidden),
+        tiers=frozenset(_given(override, "tiers", known.get("tiers", ()))),
+        tools=bool(_given(override, "tools", known.get("tools", False))),
+        vision=bool(_given(override, "vision", known.get("vision", False))),
     )
+
+
+@functools.cache
+def capabilities() -> dict[str, dict[str, Any]]:
+    """The shipped knowledge of each built-in model's tiers, tools and vision."""
+    text = resources.files("proxy.data").joinpath("capabilities.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def _given(override: ModelSettings | None, name: str, default: Any) -> Any:
+    value = getattr(override, name) if override else None
+    return default if value is None else value
 
 
 def _genai_model(provider: str, upstream_id: str) -> ModelInfo | None:

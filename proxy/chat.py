@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .errors import BadRequest
 
 
@@ -36,6 +38,16 @@ class ChatRequest:
     @property
     def messages(self) -> list[Any]:
         return self.body["messages"]  # type: ignore[no-any-return]
+
+
+def parse_json(data: bytes) -> Any:
+    """A request body as JSON; an empty or broken one is a 400 saying so."""
+    if not data:
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
 
 
 def parse_chat_request(body: Any) -> ChatRequest:

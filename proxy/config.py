@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .config_models import AutoSettings, ModelSettings, parse_auto, parse_models
 from .config_values import (
     DEFAULT_TIER,
     TierSettings,
@@ -78,20 +79,6 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True)
-class ModelSettings:
-    """A model added or changed by the operator (`[models."provider/model"]`)."""
-
-    id: str
-    upstream_id: str | None = None
-    input_price: Decimal | None = None  # USD per 1M tokens
-    output_price: Decimal | None = None
-    cache_read_price: Decimal | None = None
-    context_length: int | None = None
-    markup: Decimal | None = None  # fraction: 0.1 adds 10 %
-    hidden: bool = False
-
-
-@dataclass(frozen=True)
 class Settings:
     db_path: Path = Path("tokenroute.db")
     host: str = "127.0.0.1"
@@ -119,6 +106,7 @@ class Settings:
     cooldown_window_seconds: float = 60.0
     cooldown_seconds: float = 30.0
     cooldown_long_seconds: float = 600.0  # the upstream's account is out of credit, or its key
+    auto: AutoSettings = field(default_factory=AutoSettings)
 
     def tier(self, name: str | None) -> TierSettings:
         wanted = name or self.default_tier
@@ -172,15 +160,6 @@ _PROVIDER_KEYS = {
     "pool_shards",
     "enabled",
 }
-_MODEL_KEYS = {
-    "upstream_id",
-    "input_price",
-    "output_price",
-    "cache_read_price",
-    "context_length",
-    "markup",
-    "hidden",
-}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -192,7 +171,7 @@ def load_settings(
     """Build the frozen settings; `overrides` are command-line values (None = not given)."""
     path = config_path or environ.get("TOKENROUTE_CONFIG")
     doc = _read_toml(Path(path)) if path else {}
-    unknown = set(doc) - {"server", "providers", "models", "tiers", "routes"}
+    unknown = set(doc) - {"server", "providers", "models", "tiers", "routes", "auto"}
     if unknown:
         raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
     server = _table(doc, "server", "config [server]")
@@ -219,9 +198,10 @@ def load_settings(
     return Settings(
         **values,
         providers=_providers(environ, _table(doc, "providers", "config [providers]")),
-        models=_models(_table(doc, "models", "config [models]")),
+        models=parse_models(_table(doc, "models", "config [models]")),
         tiers=tiers,
         routes=parse_routes(_table(doc, "routes", "config [routes]")),
+        auto=parse_auto(_table(doc, "auto", "config [auto]"), Path(path).parent if path else None),
     )
 
 
@@ -361,33 +341,3 @@ def _provider(name: str, table: Mapping[str, Any], key: str | None, url: str) ->
         **limits,
         **timeouts,
     )
-
-
-def _models(tables: Mapping[str, Any]) -> tuple[ModelSettings, ...]:
-    out = []
-    for model_id, table in tables.items():
-        where = f"config [models.{model_id!r}]"
-        provider, _, name = model_id.partition("/")
-        if not provider or not name:
-            raise ConfigError(f"{where}: a model id is 'provider/model'")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: expected a table")
-        unknown = set(table) - _MODEL_KEYS
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
-        prices = {
-            k: parse_decimal(f"{where} {k}", table[k])
-            for k in ("input_price", "output_price", "cache_read_price", "markup")
-            if k in table
-        }
-        context = table.get("context_length")
-        out.append(
-            ModelSettings(
-                id=model_id,
-                upstream_id=str(table["upstream_id"]) if "upstream_id" in table else None,
-                context_length=parse_int(f"{where} context_length", context) if context else None,
-                hidden=parse_bool(f"{where} hidden", table.get("hidden", False)),
-                **prices,
-            )
-        )
-    return tuple(out)

@@ -65,11 +65,13 @@ class Edge:
             if body is None:
                 return  # the client went away before sending its request
             authorization = headers.get(b"authorization")
+            session = headers.get(b"x-session-id")
             reply = await chat_completions(
                 self.gw,
                 authorization.decode("latin-1") if authorization else None,
                 body,
                 request_id,
+                session.decode("latin-1") if session else None,
             )
         except GatewayError as error:
             await _send_error(send, error, request_id)

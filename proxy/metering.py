@@ -43,6 +43,8 @@ class Outcome:
     messages: list[Any] | None = None
     hold: Hold | None = None  # the money reserved for it, settled by `Meter.record`
     attempts: list[dict[str, object]] = field(default_factory=list)  # failed upstreams first
+    tier: str | None = None  # tokenroute/auto's choice
+    score: float | None = None
 
 
 class Meter:
@@ -93,6 +95,8 @@ class Meter:
             reserved=outcome.hold.amount if outcome.hold else 0,
             fallbacks=len(outcome.attempts),
             attempts=orjson.dumps(outcome.attempts).decode() if outcome.attempts else None,
+            tier=outcome.tier,
+            score=outcome.score,
         )
         self._wallets.settle(outcome.hold, record)
         outcome.hold = None  # billed once, however many paths end here

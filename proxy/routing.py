@@ -47,20 +47,32 @@ class Verdict:
 
 
 def plan_route(
-    body: dict[str, Any], catalog: Catalog, routes: Mapping[str, tuple[str, ...]]
+    body: dict[str, Any],
+    catalog: Catalog,
+    routes: Mapping[str, tuple[str, ...]],
+    chosen: list[Model] | None = None,
 ) -> list[Model]:
-    """The models to try, in order; unknown ids are a 404 naming them."""
+    """The models to try, in order; unknown ids are a 404 naming them.
+
+    `chosen` is the route tokenroute/auto picked for the request's model; the
+    request's own `models` still follow it.
+    """
     primary = body["model"]
     extra = body.get("models")
     if extra is not None:
         if not isinstance(extra, list) or not all(isinstance(m, str) for m in extra):
             raise BadRequest("'models' must be an array of model ids", param="models")
+        if len(extra) >= MAX_MODELS:
+            raise BadRequest(f"at most {MAX_MODELS} models can be tried", param="models")
+    if chosen is not None:
+        ids = [m.id for m in chosen] + list(extra or ())
+    elif extra is not None:
         ids = [primary, *extra]
     else:
         ids = [primary, *routes.get(primary, ())]
-    ids = list(dict.fromkeys(ids))
-    if len(ids) > MAX_MODELS:
-        raise BadRequest(f"at most {MAX_MODELS} models can be tried", param="models")
+    if extra is not None:  # the request's own fallbacks always get their turn
+        ids = [*ids[: MAX_MODELS - len(extra)], *extra]
+    ids = list(dict.fromkeys(ids))[:MAX_MODELS]
     models = []
     for model_id in ids:
         model = catalog.get(model_id)

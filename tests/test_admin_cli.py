@@ -99,7 +99,12 @@ async def test_duplicate_user_is_a_user_error(tmp_path) -> None:  # type: ignore
 async def test_migrate_reports_the_schema_version(tmp_path) -> None:  # type: ignore[no-untyped-def]
     db = str(tmp_path / "m.db")
     first = await run_json("migrate", "--db", db)
-    assert first["applied"] == ["0001_init.sql", "0002_money.sql", "0003_routes.sql"]
-    assert first["schema_version"] == 3
+    assert first["applied"] == [
+        "0001_init.sql",
+        "0002_money.sql",
+        "0003_routes.sql",
+        "0004_auto.sql",
+    ]
+    assert first["schema_version"] == 4
     again = await run_json("migrate", "--db", db)
-    assert again["applied"] == [] and again["schema_version"] == 3
+    assert again["applied"] == [] and again["schema_version"] == 4

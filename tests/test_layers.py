@@ -7,8 +7,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
-    0: {"config", "config_values", "errors", "money", "chat", "sse", "apikeys", "data"},
-    1: {"catalog", "providers", "billing", "routing"},
+    0: {
+        "config",
+        "config_values",
+        "config_models",
+        "errors",
+        "money",
+        "chat",
+        "sse",
+        "apikeys",
+        "data",
+    },
+    1: {"catalog", "providers", "billing", "routing", "scoring", "autoroute"},
     2: {
         "tokens",
         "ratelimit",
@@ -19,8 +29,9 @@ LAYERS = {
         "metering",
         "cooldown",
         "failover",
+        "sessions",
     },
-    3: {"api", "health", "edge"},
+    3: {"api", "auto_api", "health", "edge"},
     4: {"app", "server"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}

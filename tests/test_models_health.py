@@ -24,7 +24,11 @@ async def test_models_list_has_pricing_and_context(gateway: RunningGateway) -> N
     assert mini["object"] == "model" and mini["owned_by"] == "openai"
     assert mini["pricing"]["input"] == "0.15" and mini["pricing"]["output"] == "0.6"
     assert mini["context_length"] == 128000
-    assert all(m["id"].startswith("openai/") for m in body["data"])  # only enabled providers
+    served = [m["id"] for m in body["data"] if m["id"] != "tokenroute/auto"]
+    assert served and all(m.startswith("openai/") for m in served)  # only enabled providers
+    auto = by_id["tokenroute/auto"]  # routes to them by prompt complexity
+    assert auto["owned_by"] == "tokenroute" and auto["tiers"]["SIMPLE"]
+    assert {m for models in auto["tiers"].values() for m in models} <= set(served)
     # the SDK reads the same list
     models = [m.id async for m in gateway.client(raw).models.list()]
     assert "openai/gpt-4o-mini" in models and "openai/gpt-4o" in models

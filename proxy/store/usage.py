@@ -29,6 +29,8 @@ class UsageRecord:
     unbilled: int = 0  # cost the balance could not cover (set when settling)
     fallbacks: int = 0  # upstreams that failed before the one that served
     attempts: str | None = None  # those failures, as JSON
+    tier: str | None = None  # the tier tokenroute/auto chose
+    score: float | None = None  # the complexity score behind it
 
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))
