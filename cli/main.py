@@ -12,6 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from proxy.errors import ConfigError
+
 from . import admin
 from .common import UserFacingError, load, open_database
 from .output import EXIT_SERVER, EXIT_USER, fail
@@ -62,11 +64,15 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(serve, settings)
     except BaseExceptionGroup as group:
         error = _first_leaf(group)
+        if isinstance(error, ConfigError):  # settings only the app can check (auto routes)
+            raise UserFacingError(str(error)) from error
         if isinstance(error, OSError):
             raise UserFacingError(
                 f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
             ) from error
         raise error from group
+    except ConfigError as error:
+        raise UserFacingError(str(error)) from error
     except OSError as error:
         raise UserFacingError(
             f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
