@@ -14,7 +14,6 @@ import orjson
 from quart import Blueprint, Response, request
 
 from .autoroute import AUTO_MODEL, Decision
-from .billing import requested_limit
 from .chat import parse_chat_request, parse_json
 from .errors import BadRequest, NotFound
 from .store import KeyRecord
@@ -83,7 +82,7 @@ def _decide(gw: Gateway, key: KeyRecord, body: dict[str, Any], session: str | No
             '([models."id"] tiers = [...]) or map them in [auto.models]',
             param="model",
         )
-    return gw.auto.decide(body, requested_limit(body), gw.sessions.tier(key.id, session))
+    return gw.auto.decide(body, gw.sessions.tier(key.id, session))
 
 
 def _user(body: dict[str, Any]) -> str | None:

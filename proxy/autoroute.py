@@ -12,11 +12,11 @@ can take the request, the next tier up is tried, then the ones below.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from .billing import requested_limit
 from .catalog import Catalog, Model
 from .config_models import AUTO_TIERS, AutoSettings
 from .errors import BadRequest, ConfigError
@@ -62,6 +62,7 @@ class Decision:
             "tier": self.tier,
             "score": self.score.score,
             "scored_tier": self.score.tier,
+            "reasoning_score": self.score.reasoning,
             "signals": [s.as_json() for s in self.score.signals],
             "model": self.models[0].id,
             "candidates": [m.id for m in self.models],
@@ -81,13 +82,9 @@ class AutoRouter:
     def enabled(self) -> bool:
         return any(self.tiers.values())
 
-    def decide(
-        self,
-        body: Mapping[str, Any],
-        requested_tokens: int | None,
-        session_tier: str | None = None,
-    ) -> Decision:
+    def decide(self, body: dict[str, Any], session_tier: str | None = None) -> Decision:
         """Score the request and choose its route; a request no model can take is a 400."""
+        requested = requested_limit(body)
         score = self.scorer.score(body)
         low, high = _bounds(body.get("route"))
         notes = []
@@ -98,7 +95,7 @@ class AutoRouter:
         if not low <= tier <= high:
             tier = min(max(tier, low), high)
             notes.append(f"bounded to {AUTO_TIERS[tier]} by the request's route")
-        reserve = requested_tokens or self._settings.completion_reserve
+        reserve = requested or self._settings.completion_reserve  # per choice: each has its window
         # UTF-8 bytes / 3 overestimates tokens for most text: a window chosen by it fits.
         needs = Needs(score.tools, score.images > 0, score.prompt_tokens * 4 // 3 + reserve)
         order = [tier, *range(tier + 1, high + 1), *range(tier - 1, low - 1, -1)]

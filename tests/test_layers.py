@@ -18,7 +18,7 @@ LAYERS = {
         "apikeys",
         "data",
     },
-    1: {"catalog", "providers", "billing", "routing", "scoring", "autoroute"},
+    1: {"catalog", "providers", "billing", "routing", "scoring", "scoring_data", "autoroute"},
     2: {
         "tokens",
         "ratelimit",

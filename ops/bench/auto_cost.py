@@ -69,7 +69,7 @@ def main() -> None:
         body = {"model": "tokenroute/auto", "messages": item["messages"]}
         if item.get("tools"):
             body["tools"] = item["tools"]
-        decision = router.decide(body, None)
+        decision = router.decide(body)
         usage = Usage(prompt_tokens(item), ANSWER_TOKENS[item["tier"]], 0)
         fits = [m for m in (reasoning, complex_) if not decision.needs.unmet(m)]
         total["auto"] += cost(decision.models[0], usage)

@@ -96,7 +96,7 @@ def main() -> None:
         text, _ = message_text(body["messages"])
         tokens = len(encoder.encode(text))
         score = timings(lambda body=body: router.scorer.score(body), args.runs)
-        decide = timings(lambda body=body: router.decide(body, None), args.runs)
+        decide = timings(lambda body=body: router.decide(body), args.runs)
         count = timings(lambda text=text: encoder.encode(text), max(20, args.runs // 50))
         print(
             f"| ~{target:,} tokens | {len(body['messages'])} | {tokens:,} | "
