@@ -79,17 +79,14 @@ class _Part:
     raw: str
     lower: str
     words: set[str]
+    chars: set[str]  # the characters of a text that is not plain ASCII
 
     @classmethod
     def of(cls, text: str, head: int, tail: int) -> _Part:
         text = _window(text, head, tail)
         lower = text.lower()
-        return cls(text, lower, set(split_words(lower)))
-
-    def has_phrase(self, phrase: str, first_word: str | None) -> bool:
-        if first_word is not None:
-            return first_word in self.words and phrase in self.lower
-        return not self.lower.isascii() and phrase in self.lower
+        chars = set() if lower.isascii() else set(lower)
+        return cls(text, lower, set(split_words(lower)), chars)
 
     def count(self, marker: str, present: dict[str, bool]) -> int:
         """Occurrences of a marker; its first character is looked for once per window."""
@@ -104,6 +101,17 @@ class _Part:
 class Scorer:
     def __init__(self, data: ScoringData) -> None:
         self.data = data
+        # Each phrase filed under its first word (ASCII) or first character (other
+        # scripts): a window is searched only for the phrases that can be in it.
+        self._by_word: dict[str, list[tuple[int, str, tuple[str, ...]]]] = {}
+        self._by_char: dict[str, list[tuple[int, str, tuple[str, ...]]]] = {}
+        for index, signal in enumerate(data.lexical):
+            for phrase, first in signal.phrases:
+                if first is not None:  # its other words must be there too
+                    rest = tuple(split_words(phrase)[1:])
+                    self._by_word.setdefault(first, []).append((index, phrase, rest))
+                else:
+                    self._by_char.setdefault(phrase[0], []).append((index, phrase, ()))
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], where: str = "scoring") -> Scorer:
@@ -158,7 +166,7 @@ class Scorer:
         context = _Part.of(
             "\n".join(context_texts), bounds["context_head_chars"], bounds["context_tail_chars"]
         )
-        quoted = _Part(_window(pasted, bounds["context_head_chars"], 0), "", set())
+        quoted = _Part(_window(pasted, bounds["context_head_chars"], 0), "", set(), set())
         counts["numbers"] = sum(1 for w in focus.words if w[0].isdigit())
         schemas = len(str(tools)) if counts["tools"] else 0
         return Measure(
@@ -218,29 +226,34 @@ class Scorer:
 
     def _hits(self, focus: _Part, context: _Part, quoted: _Part) -> tuple[Hits, ...]:
         """Words and phrases in the ask and earlier; markers there and in what it quotes."""
-        seen_focus: dict[str, bool] = {}
-        seen_context: dict[str, bool] = {}
-        seen_quoted: dict[str, bool] = {}
+        seen: dict[str, bool] = {}
+        marked = _Part("\n".join((focus.raw, context.raw, quoted.raw)), "", set(), set())
+        focus_phrases = self._phrases(focus)
+        context_phrases = self._phrases(context) if context.raw else {}
         out = []
-        for signal in self.data.lexical:
-            found = sorted(signal.words & focus.words)
-            found += [p for p, first in signal.phrases if focus.has_phrase(p, first)]
-            markers = sum(
-                focus.count(m, seen_focus)
-                + context.count(m, seen_context)
-                + quoted.count(m, seen_quoted)
-                for m in signal.markers
-            )
+        for index, signal in enumerate(self.data.lexical):
+            found = sorted(signal.words & focus.words) + focus_phrases.get(index, [])
+            markers = sum(marked.count(m, seen) for m in signal.markers)
             earlier: list[str] = []
             if context.raw:
                 earlier = sorted(signal.words & context.words)
-                earlier += [
-                    p
-                    for p, first in signal.phrases
-                    if p not in found and context.has_phrase(p, first)
-                ]
+                earlier += [p for p in context_phrases.get(index, []) if p not in found]
             out.append(Hits(tuple(found), markers, tuple(earlier)))
         return tuple(out)
+
+    def _phrases(self, part: _Part) -> dict[int, list[str]]:
+        """Signal index -> the phrases found in the window, sorted."""
+        found: dict[int, list[str]] = {}
+        candidates = [self._by_word[w] for w in part.words & self._by_word.keys()]
+        candidates += [self._by_char[c] for c in part.chars & self._by_char.keys()]
+        words = part.words
+        for group in candidates:
+            for index, phrase, rest in group:
+                if all(w in words for w in rest) and phrase in part.lower:
+                    found.setdefault(index, []).append(phrase)
+        for phrases in found.values():
+            phrases.sort()
+        return found
 
 
 def _window(text: str, head: int, tail: int) -> str:

@@ -58,6 +58,7 @@ def main() -> None:
     router = AutoRouter(build_catalog(settings), settings.auto)
     items = labelled()
     reasoning, complex_ = router.tiers["REASONING"][0], router.tiers["COMPLEX"][0]
+    alone = {m.id: m for m in router.tiers["REASONING"]}  # every REASONING model, on everything
     total: Counter[str] = Counter()
     picked: Counter[str] = Counter()
     below = 0
@@ -75,6 +76,9 @@ def main() -> None:
         total["auto"] += cost(decision.models[0], usage)
         total["reasoning"] += cost(reasoning if reasoning in fits else decision.models[0], usage)
         total["complex"] += cost(complex_ if complex_ in fits else decision.models[0], usage)
+        for model_id, model in alone.items():
+            fitting = model if not decision.needs.unmet(model) else decision.models[0]
+            total[model_id] += cost(fitting, usage)
         picked[f"{decision.tier} -> {decision.models[0].id}"] += 1
         below += TIERS.index(decision.tier) < TIERS.index(item["tier"])
     print(f"{len(items)} labelled prompts; answer tokens assumed by labelled tier: {ANSWER_TOKENS}")
@@ -88,6 +92,9 @@ def main() -> None:
     ):
         share = total[name] / total["reasoning"]
         print(f"| {label} | {format_usd(total[name])} | {share:.0%} |")
+    for model_id in list(alone)[1:]:
+        share = total["auto"] / total[model_id]
+        print(f"| everything to {model_id} (auto costs {share:.0%} of it) | {format_usd(total[model_id])} | |")
     print()
     print(f"Routed below their labelled tier: {below} of {len(items)}.")
     print()
