@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Self
 
 import trio
@@ -10,14 +11,15 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 
-class FakeServer:
+class FakeServer(ABC):
     """What every fake shares: `run` under a nursery (started with its URL), `stop`."""
 
     url: str
     _shutdown: trio.Event
 
+    @abstractmethod
     def app(self) -> QuartTrio:
-        raise NotImplementedError
+        """The fake's Quart app, speaking its provider's wire format."""
 
     async def run(self, *, task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED) -> None:
         config = Config()
