@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .config_models import AUTO_TIERS as TIERS
 from .errors import ConfigError
 
-TIERS = ("SIMPLE", "MEDIUM", "COMPLEX", "REASONING")
 # Counted signals, and how each explains itself.
 COUNTED = {
     "length": "~{:.0f} tokens",
