@@ -1,24 +1,22 @@
-"""Operator commands that work on the database file, beside a running server.
+"""Operator commands on the database file, beside a running server or without one.
 
-`tokenroute admin create-user|create-key|revoke-key` and `tokenroute migrate`;
-the money commands are in `cli.money`.
-A running server sees their changes within a second (it watches the file).
+`tokenroute admin create-user|create-key|revoke-key` and `tokenroute migrate`; the
+money commands are in `cli.money`. Each parses its flags, calls the account
+service, and prints; a running server sees the change within a second.
 """
 
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from proxy import apikeys
-from proxy.money import MoneyError, format_usd, usd_to_units
-from proxy.store import AccountError, StoreError, connect, migrate
-from proxy.store import accounts as acc
+from proxy.core.errors import ConfigError
+from proxy.core.money import MoneyError, format_usd, usd_to_units
+from proxy.services import AccountService, KeyRecord, NewKey, UserRecord, migrate_database
 
 from . import money
-from .common import UserFacingError, iso, load, open_database
+from .common import UserFacingError, iso, load, run_accounts
 from .output import emit
 
 
@@ -48,41 +46,30 @@ def add_commands(
         command.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _open(args: argparse.Namespace) -> sqlite3.Connection:
-    return open_database(load(args))
-
-
 def migrate_command(args: argparse.Namespace) -> int:
-    settings = load(args)
     try:
-        conn = connect(settings.db_path)
-        applied = migrate(conn)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except StoreError as exc:
+        applied, version = migrate_database(load(args))
+    except ConfigError as exc:
         raise UserFacingError(str(exc)) from exc
-    conn.close()
     human = "\n".join([f"applied {name}" for name in applied] + [f"schema version {version}"])
     emit({"applied": applied, "schema_version": version}, args.json, human)
     return 0
 
 
 def create_user(args: argparse.Namespace) -> int:
-    conn = _open(args)
-    try:
-        user = acc.create_user(conn, args.email, admin=args.admin, display_name=args.name)
-    except AccountError as exc:
-        raise UserFacingError(str(exc)) from exc
-    finally:
-        conn.close()
+    async def create(accounts: AccountService) -> UserRecord:
+        return await accounts.create_user(args.email, name=args.name, admin=args.admin)
+
+    user = run_accounts(args, create)
     data = {
-        "id": user["id"],
-        "email": user["email"],
-        "display_name": user["display_name"],
-        "is_admin": bool(user["is_admin"]),
-        "status": user["status"],
-        "created_at": iso(int(user["created_at"])),  # type: ignore[call-overload]
+        "id": user.id,
+        "email": user.email,
+        "display_name": user.display_name,
+        "is_admin": user.is_admin,
+        "status": user.status,
+        "created_at": iso(user.created_at),
     }
-    emit(data, args.json, f"created user {data['email']} (id {data['id']})")
+    emit(data, args.json, f"created user {user.email} (id {user.id})")
     return 0
 
 
@@ -93,50 +80,31 @@ def create_key(args: argparse.Namespace) -> int:
         raise UserFacingError(f"--credit: {exc}") from exc
     if credit < 0:
         raise UserFacingError("--credit cannot be negative")
-    conn = _open(args)
-    try:
-        user = acc.user_by_email(conn, args.email)
-        if user is None:
-            raise UserFacingError(
-                f"no user with email {args.email}; create one with "
-                f"'tokenroute admin create-user --email {args.email}'"
-            )
-        raw = apikeys.generate_key()
-        record = acc.create_key(
-            conn,
-            user_id=str(user["id"]),
-            name=args.name,
-            key_hash=apikeys.hash_key(raw),
-            key_prefix=apikeys.display_prefix(raw),
-            credit=credit,
-            actor="cli",
-        )
-    except AccountError as exc:
-        raise UserFacingError(str(exc)) from exc
-    finally:
-        conn.close()
-    data = key_json(record) | {"raw": raw, "email": user["email"]}
+
+    async def create(accounts: AccountService) -> NewKey:
+        return await accounts.create_key(args.email, args.name, credit=credit, actor="cli")
+
+    new = run_accounts(args, create)
+    record = new.record
+    data = key_json(record) | {"raw": new.raw, "email": new.owner.email}
     human = (
         f"created key {record.name} (id {record.id}), balance ${format_usd(record.balance)}\n"
-        f"{raw}\nThis is the only time the key is shown: store it now."
+        f"{new.raw}\nThis is the only time the key is shown: store it now."
     )
     emit(data, args.json, human)
     return 0
 
 
 def revoke_key(args: argparse.Namespace) -> int:
-    conn = _open(args)
-    try:
-        record = acc.revoke_key(conn, args.id)
-    except AccountError as exc:
-        raise UserFacingError(str(exc)) from exc
-    finally:
-        conn.close()
+    async def revoke(accounts: AccountService) -> KeyRecord:
+        return await accounts.revoke_key(args.id)
+
+    record = run_accounts(args, revoke)
     emit(key_json(record), args.json, f"revoked key {record.name} (id {record.id})")
     return 0
 
 
-def key_json(record: acc.KeyRecord) -> dict[str, Any]:
+def key_json(record: KeyRecord) -> dict[str, Any]:
     return {
         "id": record.id,
         "name": record.name,

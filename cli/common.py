@@ -1,20 +1,30 @@
-"""What every operator command shares: settings, the database, one-line errors."""
+"""What every operator command shares: settings, the services on the database file, errors."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from proxy.config import Settings, load_settings
-from proxy.errors import ConfigError
-from proxy.store import StoreError, connect, migrate
+import trio
+
+from proxy.core.config import Settings, load_settings
+from proxy.core.errors import ConfigError, GatewayError
+from proxy.services import AccountService, with_operator
+
+from .output import EXIT_SERVER, EXIT_USER
+
+T = TypeVar("T")
 
 
 class UserFacingError(Exception):
-    """Reported as one line, exit code 1."""
+    """Reported as one line; exit code 1 (the user's to fix) unless told otherwise."""
+
+    def __init__(self, message: str, code: int = EXIT_USER) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def load(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -24,14 +34,19 @@ def load(args: argparse.Namespace, **overrides: Any) -> Settings:
         raise UserFacingError(str(exc)) from exc
 
 
-def open_database(settings: Settings) -> sqlite3.Connection:
-    """Connect and bring the schema up to date; problems become one line for the user."""
+def run_accounts(
+    args: argparse.Namespace, operation: Callable[[AccountService], Awaitable[T]]
+) -> T:
+    """Run `operation` on the account services over the database file (no server needed)."""
+    settings = load(args)
     try:
-        conn = connect(settings.db_path)
-        migrate(conn)
-    except StoreError as exc:
+        return trio.run(with_operator, settings, operation)
+    except ConfigError as exc:
         raise UserFacingError(str(exc)) from exc
-    return conn
+    except GatewayError as exc:
+        flag = f"--{exc.param.replace('_', '-')}: " if exc.param else ""
+        code = EXIT_USER if exc.status < 500 else EXIT_SERVER
+        raise UserFacingError(flag + exc.message, code) from exc
 
 
 def iso(ms: int) -> str:

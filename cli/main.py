@@ -12,11 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from proxy.errors import ConfigError
+from proxy.core.errors import ConfigError
+from proxy.services import migrate_database
 
 from . import admin
-from .common import UserFacingError, load, open_database
-from .output import EXIT_SERVER, EXIT_USER, fail
+from .common import UserFacingError, load
+from .output import EXIT_SERVER, fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,10 @@ def _serve(args: argparse.Namespace) -> int:
     from proxy.server import serve
 
     settings = load(args, host=args.host, port=args.port)
-    open_database(settings).close()  # a bad path or schema fails here, in one line
+    try:
+        migrate_database(settings)  # a bad path or schema fails here, in one line
+    except ConfigError as error:
+        raise UserFacingError(str(error)) from error
     _configure_logging(settings.log_level)
     log = logging.getLogger("tokenroute")
     names = ", ".join(p.name for p in settings.providers) or "none"
@@ -106,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except UserFacingError as exc:
-        return fail(str(exc), EXIT_USER, getattr(args, "json", False))
+        return fail(str(exc), exc.code, getattr(args, "json", False))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # never a traceback to a user; the log has the details

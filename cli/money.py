@@ -7,14 +7,12 @@ within a second: balances are re-read in order with its own settlements.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from typing import Any
 
-from proxy.money import MoneyError, format_usd, usd_to_units
-from proxy.store import AccountError
-from proxy.store import ledger as books
+from proxy.core.money import MoneyError, format_usd, usd_to_units
+from proxy.services import AccountService, BooksCheck, Credit
 
-from .common import UserFacingError, iso, load, open_database
+from .common import UserFacingError, iso, run_accounts
 from .output import emit
 
 LEDGER_LIMIT = 100
@@ -50,35 +48,27 @@ def grant_command(args: argparse.Namespace) -> int:
         amount = usd_to_units(args.amount)
     except MoneyError as exc:
         raise UserFacingError(f"--amount: {exc}") from exc
-    kind = "grant" if amount > 0 else "adjustment"
-    conn = open_database(load(args))
-    try:
-        with books.transaction(conn):
-            balance = books.credit(conn, args.key, amount, kind=kind, actor="cli", note=args.note)
-    except AccountError as exc:
-        raise UserFacingError(str(exc)) from exc
-    finally:
-        conn.close()
+
+    async def grant(accounts: AccountService) -> Credit:
+        return await accounts.grant(args.key, amount, note=args.note, actor="cli")
+
+    credit = run_accounts(args, grant)
     data = {
-        "key_id": args.key,
-        "kind": kind,
-        "amount_usd": format_usd(amount),
-        "balance_usd": format_usd(balance),
+        "key_id": credit.key_id,
+        "kind": credit.kind,
+        "amount_usd": format_usd(credit.amount),
+        "balance_usd": format_usd(credit.balance),
     }
-    emit(data, args.json, f"{kind} ${format_usd(amount)}: balance ${format_usd(balance)}")
+    human = f"{credit.kind} ${format_usd(credit.amount)}: balance ${format_usd(credit.balance)}"
+    emit(data, args.json, human)
     return 0
 
 
 def ledger_command(args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        raise UserFacingError("--limit must be at least 1")
-    conn = open_database(load(args))
-    try:
-        rows = books.ledger_rows(conn, args.key, args.limit)
-    except AccountError as exc:
-        raise UserFacingError(str(exc)) from exc
-    finally:
-        conn.close()
+    async def ledger(accounts: AccountService) -> list[dict[str, object]]:
+        return await accounts.ledger(args.key, args.limit)
+
+    rows = run_accounts(args, ledger)
     entries = [
         {
             "id": row["id"],
@@ -101,55 +91,30 @@ def ledger_command(args: argparse.Namespace) -> int:
 
 
 def set_limits_command(args: argparse.Namespace) -> int:
-    settings = load(args)
-    settings_tiers = {t.name for t in settings.tiers}
-    if args.tier is not None and args.tier not in settings_tiers:
-        raise UserFacingError(
-            f"--tier: no tier named {args.tier!r} (known: {', '.join(sorted(settings_tiers))})"
+    async def set_limits(accounts: AccountService) -> dict[str, object]:
+        return await accounts.set_limits(
+            args.key, tier=args.tier, rps=args.rps, burst=args.burst, max_streams=args.max_streams
         )
-    if args.rps is not None and args.rps <= 0:
-        raise UserFacingError("--rps: must be above 0")
-    if args.burst is not None and args.burst < 1:
-        raise UserFacingError("--burst: must be at least 1")
-    if args.max_streams is not None and args.max_streams < 0:
-        raise UserFacingError("--max-streams: must be at least 0")
-    conn = open_database(settings)
-    try:
-        with books.transaction(conn):
-            books.set_limits(
-                conn,
-                args.key,
-                tier=args.tier,
-                rps=args.rps,
-                burst=args.burst,
-                max_streams=args.max_streams,
-            )
-            row = conn.execute(
-                "SELECT tier, rps, burst, max_streams FROM api_keys WHERE id = ?", (args.key,)
-            ).fetchone()
-    except AccountError as exc:
-        raise UserFacingError(str(exc)) from exc
-    finally:
-        conn.close()
-    data = {"key_id": args.key, **dict(row)}
-    emit(data, args.json, "limits: " + ", ".join(f"{k}={v}" for k, v in dict(row).items()))
+
+    limits = run_accounts(args, set_limits)
+    emit(
+        {"key_id": args.key, **limits},
+        args.json,
+        "limits: " + ", ".join(f"{k}={v}" for k, v in limits.items()),
+    )
     return 0
 
 
 def check_command(args: argparse.Namespace) -> int:
-    conn = open_database(load(args))
-    try:
-        problems = books.check(conn)
-        holds = _open_holds(conn)
-    finally:
-        conn.close()
-    data = {"ok": not problems, "problems": problems, "open_holds": holds}
-    human = "\n".join(problems) if problems else "ok: every balance matches its ledger"
-    if holds:
-        human += f"\n{holds} holds open (requests in flight, or left by a stopped gateway)"
+    async def check(accounts: AccountService) -> BooksCheck:
+        return await accounts.check()
+
+    books = run_accounts(args, check)
+    data = {"ok": not books.problems, "problems": books.problems, "open_holds": books.open_holds}
+    human = "\n".join(books.problems) if books.problems else "ok: every balance matches its ledger"
+    if books.open_holds:
+        human += (
+            f"\n{books.open_holds} holds open (requests in flight, or left by a stopped gateway)"
+        )
     emit(data, args.json, human)
-    return 1 if problems else 0
-
-
-def _open_holds(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM holds").fetchone()[0])
+    return 1 if books.problems else 0

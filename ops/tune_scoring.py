@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from proxy.scoring import Measure, Scorer
-from proxy.scoring_data import TIERS, ScoringData, read_scoring
+from proxy.routing.scoring import Measure, Scorer
+from proxy.routing.scoring_data import TIERS, ScoringData, read_scoring
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTORS = (0.0, 0.5, 0.7, 0.85, 0.95, 1.05, 1.15, 1.4, 2.0)

@@ -17,8 +17,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from .app import asgi_app, create_app, gateway_of
-from .config import Settings
+from .app import asgi_app, create_app, services_of
+from .core.config import Settings
 
 log = logging.getLogger("tokenroute")
 DRAIN_MARGIN = 5.0  # seconds for cut streams to send their error event and usage row
@@ -52,13 +52,13 @@ async def serve(
 ) -> None:
     """Run until the trigger fires; `task_status.started` gets the bound addresses."""
     app = create_app(settings)
-    gw = gateway_of(app)
+    services = services_of(app)
 
     async def drain_then_cut() -> None:
         await trio.sleep(settings.shutdown_grace)
-        if gw.relay.cutter.open_reads:
-            log.info("grace period over: ending %d open streams", gw.relay.cutter.open_reads)
-        gw.relay.cutter.cut("the gateway is shutting down; retry the request")
+        cut = services.cut_streams("the gateway is shutting down; retry the request")
+        if cut:
+            log.info("grace period over: ended %d open streams", cut)
 
     async def trigger() -> None:
         if shutdown_trigger is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from proxy.config import Settings, load_settings
+from proxy.core.config import Settings, load_settings
 
 # name: (tiers, tools, vision, context, input $/M, output $/M)
 MODELS = {

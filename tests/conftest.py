@@ -13,12 +13,13 @@ import pytest
 import trio
 from openai import AsyncOpenAI
 
-from proxy import apikeys
-from proxy.config import Settings, load_settings
-from proxy.money import usd_to_units
+from proxy.access import keys as apikeys
+from proxy.core.config import Settings, load_settings
+from proxy.core.money import usd_to_units
 from proxy.server import serve
 from proxy.store import accounts as acc
 from proxy.store import connect, migrate
+from proxy.store.ledger import transaction
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
@@ -40,16 +41,17 @@ class RunningGateway:
         """A user (made if needed) and a key; returns (key id, raw key)."""
         conn = self.db()
         try:
-            user = acc.user_by_email(conn, email) or acc.create_user(conn, email)
             raw = apikeys.generate_key()
-            record = acc.create_key(
-                conn,
-                user_id=str(user["id"]),
-                name="test",
-                key_hash=apikeys.hash_key(raw),
-                key_prefix=apikeys.display_prefix(raw),
-                credit=usd_to_units(credit),
-            )
+            with transaction(conn):
+                user = acc.user_by_email(conn, email) or acc.create_user(conn, email)
+                record = acc.create_key(
+                    conn,
+                    user_id=user.id,
+                    name="test",
+                    key_hash=apikeys.hash_key(raw),
+                    key_prefix=apikeys.display_prefix(raw),
+                    credit=usd_to_units(credit),
+                )
         finally:
             conn.close()
         return record.id, raw

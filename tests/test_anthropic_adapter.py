@@ -13,13 +13,20 @@ import trio
 from anthropic.types import ToolUseBlock
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from proxy.catalog import Model, Price, Rates
-from proxy.chat import ChatRequest, Usage, parse_chat_request
-from proxy.errors import BadRequest, GatewayError, RateLimited, UpstreamError, UpstreamUnavailable
+from proxy.core.chat import ChatRequest, Usage, parse_chat_request
+from proxy.core.errors import (
+    BadRequest,
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from proxy.core.model import Model, Price, Rates
 from proxy.providers.anthropic import JSON_ONLY, AnthropicAdapter
 from proxy.providers.anthropic_stream import AnthropicStream
 from proxy.providers.base import Completion, upstream_error
 from tests.fakes.anthropic_upstream import FakeAnthropic, error_envelope, sse
+from tests.wire import wire
 
 MODEL = Model("anthropic/claude-haiku-4-5", "anthropic", "claude-haiku-4-5", Price(Rates()), 200000)
 ADAPTER = AnthropicAdapter("anthropic")
@@ -64,10 +71,10 @@ def result(call_id: str, content: Any) -> dict[str, Any]:
     return {"type": "tool_result", "tool_use_id": call_id, "content": content}
 
 
-def chunks(events: list[bytes]) -> list[dict[str, Any]]:
-    """Each event parsed, after checking it is one SSE event the openai SDK accepts."""
+def chunks(translated: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each chunk as sent, parsed, after checking it is one SSE event the openai SDK accepts."""
     out = []
-    for event in events:
+    for event in wire(translated):
         assert event.startswith(b"data: ") and event.endswith(b"\n\n") and b"[DONE]" not in event
         out.append(orjson.loads(event[6:]))
         ChatCompletionChunk.model_validate(out[-1])
@@ -195,7 +202,7 @@ def respond(content: list[Any], stop_reason: str = "end_turn") -> tuple[Completi
                "content": content, "stop_reason": stop_reason, "stop_sequence": None,
                "usage": USAGE}  # fmt: skip
     completion = ADAPTER.chat_response(orjson.dumps(message), MODEL)
-    data = orjson.loads(completion.body)
+    data = orjson.loads(orjson.dumps(completion.data))
     ChatCompletion.model_validate(data)
     return completion, data
 
@@ -285,7 +292,7 @@ LAST = ending("tool_use", 20) + sse("message_stop", {"type": "message_stop"})
 def run_stream(data: bytes, size: int, include_usage: bool = False) -> tuple[AnthropicStream, Any]:
     request = chat(stream=True, stream_options={"include_usage": include_usage})
     stream = ADAPTER.chat_stream(request, MODEL)
-    events: list[bytes] = []
+    events: list[dict[str, Any]] = []
     for i in range(0, len(data), size):
         events += stream.feed(data[i : i + size])
     return stream, chunks(events + stream.finish())
@@ -442,7 +449,7 @@ async def relay(fake: FakeAnthropic, wait: float = 5.0) -> tuple[AnthropicStream
     request = chat(stream=True, stream_options={"include_usage": True}, temperature=0.5)
     sent = ADAPTER.chat_request(request, MODEL, "sk-test")
     stream = ADAPTER.chat_stream(request, MODEL)
-    events: list[bytes] = []
+    events: list[dict[str, Any]] = []
     with trio.move_on_after(wait):
         async with (
             httpx.AsyncClient() as http,
@@ -464,7 +471,7 @@ async def relay(fake: FakeAnthropic, wait: float = 5.0) -> tuple[AnthropicStream
 
 async def test_adapter_round_trip_through_the_fake(fake: FakeAnthropic) -> None:
     completion = await complete(fake, tools=[WEATHER], temperature=0.5)
-    data = orjson.loads(completion.body)
+    data = orjson.loads(orjson.dumps(completion.data))
     ChatCompletion.model_validate(data)
     function = data["choices"][0]["message"]["tool_calls"][0]["function"]
     assert function == {"name": "get_weather", "arguments": '{"city":"Paris"}'}

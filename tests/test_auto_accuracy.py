@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from proxy.autoroute import builtin_scoring
-from proxy.scoring import TIERS, Scorer
+from proxy.routing.autoroute import builtin_scoring
+from proxy.routing.scoring import TIERS, Scorer
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from proxy.autoroute import AutoRouter, tier_models
-from proxy.catalog import build_catalog
-from proxy.config import load_settings
-from proxy.config_models import AutoSettings
-from proxy.errors import BadRequest, ConfigError
-from proxy.sessions import Sessions
+from proxy.core.config import load_settings
+from proxy.core.config_models import AutoSettings
+from proxy.core.errors import BadRequest, ConfigError
+from proxy.routing.autoroute import AutoRouter, tier_models
+from proxy.routing.catalog import build_catalog
+from proxy.routing.sessions import Sessions
 from tests.auto_helpers import PROOF, QUESTION, ask, settings_for
 
 

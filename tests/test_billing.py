@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.billing import choices, plan, requested_limit
-from proxy.catalog import Model, Price, Rates
-from proxy.errors import BadRequest, InsufficientQuota
+from proxy.core.chat import choices, requested_limit
+from proxy.core.errors import BadRequest, InsufficientQuota
+from proxy.core.model import Model, Price, Rates
+from proxy.money.budget import plan
 
 # $1 / $4 per 1M tokens: 1,000 / 4,000 pico-USD a token = 1 / 4 units a token
 MODEL = Model("p/m", "p", "m", Price(Rates(input=1_000, output=4_000)), 100_000)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import load_settings
-from proxy.errors import ConfigError
+from proxy.core.config import load_settings
+from proxy.core.errors import ConfigError
 from tests.cli_helpers import clean_env, run_cli
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trio
 
-from proxy.config import load_settings
+from proxy.core.config import load_settings
 from tests.conftest import running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 

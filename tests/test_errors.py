@@ -9,7 +9,7 @@ import openai
 import orjson
 import pytest
 
-from proxy.config import Settings, load_settings
+from proxy.core.config import Settings, load_settings
 from tests.conftest import RunningGateway
 from tests.fakes.openai_upstream import FakeOpenAI
 

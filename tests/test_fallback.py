@@ -11,7 +11,7 @@ import orjson
 import pytest
 import trio
 
-from proxy.config import load_settings
+from proxy.core.config import load_settings
 from tests.conftest import RunningGateway, running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 

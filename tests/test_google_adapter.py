@@ -19,13 +19,15 @@ from google import genai
 from google.genai import types as gtypes
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from proxy.catalog import Model, Price, Rates
-from proxy.chat import Usage, parse_chat_request
-from proxy.errors import BadRequest, GatewayError, RateLimited, UpstreamError
-from proxy.providers.base import StreamState, upstream_error
+from proxy.core.chat import Usage, parse_chat_request
+from proxy.core.errors import BadRequest, GatewayError, RateLimited, UpstreamError
+from proxy.core.model import Model, Price, Rates
+from proxy.core.sse import Decoder
+from proxy.providers.base import upstream_error
 from proxy.providers.google import SKIP_SIGNATURE, GoogleAdapter
-from proxy.sse import Decoder
+from proxy.providers.stream import StreamState
 from tests.fakes.gemini_upstream import SIGNATURE, FakeGemini
+from tests.wire import wire
 
 MODEL = Model("google/gemini-2.5-flash", "google", "gemini-2.5-flash", Price(Rates()), None)
 ADAPTER = GoogleAdapter("google")
@@ -67,7 +69,7 @@ def gemini_request(messages: list[Any], **extra: Any) -> dict[str, Any]:
 
 def completion(body: bytes) -> tuple[ChatCompletion, Usage | None, str]:
     done = ADAPTER.chat_response(body, MODEL)
-    parsed = ChatCompletion.model_validate(orjson.loads(done.body))
+    parsed = ChatCompletion.model_validate(orjson.loads(orjson.dumps(done.data)))
     assert parsed.model == MODEL.id and parsed.object == "chat.completion"
     return parsed, done.usage, done.output_text
 
@@ -80,8 +82,9 @@ def sse(*events: dict[str, Any]) -> bytes:
     return b"".join(b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events)
 
 
-def decode(out: list[bytes]) -> Chunks:
+def decode(translated: list[dict[str, Any]]) -> Chunks:
     """Client events, each one whole `data:` event and a valid OpenAI chunk."""
+    out = wire(translated)
     events = [e for piece in out for e in Decoder().feed(piece)]
     assert len(events) == len(out) and all(piece.endswith(b"\n\n") for piece in out)
     chunks = [ChatCompletionChunk.model_validate(orjson.loads(e.data)) for e in events]
@@ -114,7 +117,9 @@ def test_request_path_headers_and_key() -> None:
     assert sent.headers["content-type"] == "application/json"
     keyless = ADAPTER.chat_request(chat(HI, stream=True), MODEL, None)
     assert keyless.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
-    assert "x-goog-api-key" not in keyless.headers and ADAPTER.limit_field == "max_tokens"
+    assert "x-goog-api-key" not in keyless.headers
+    lowered = ADAPTER.chat_request(chat(HI).with_limit(100), MODEL, None)  # a budget's limit
+    assert orjson.loads(lowered.body)["generationConfig"]["maxOutputTokens"] == 100
 
 
 def test_system_messages_and_merged_turns() -> None:
@@ -508,7 +513,7 @@ async def test_fake_function_call_round_trip_through_the_adapter(fake: FakeGemin
         t.function for c in translate(streamed)[0] for t in c.choices[0].delta.tool_calls or []
     ]
     assert [(f.name, f.arguments) for f in functions] == [("get_weather", '{"city":"Paris"}')]  # type: ignore[union-attr]
-    message = orjson.loads(ADAPTER.chat_response(raw, MODEL).body)["choices"][0]["message"]
+    message = ADAPTER.chat_response(raw, MODEL).data["choices"][0]["message"]
     call_id = message["tool_calls"][0]["id"]
     result = {"role": "tool", "tool_call_id": call_id, "content": '{"c": 21}'}
     follow_up = gemini_request([*ask, message, result], tools=[WEATHER])
@@ -560,7 +565,7 @@ async def stream_through(fake: FakeGemini, wait: float = 5) -> tuple[Chunks, Str
     request = chat(HI, stream=True, usage=True)
     sent = ADAPTER.chat_request(request, MODEL, "k")
     translator = ADAPTER.chat_stream(request, MODEL)
-    out: list[bytes] = []
+    out: list[dict[str, Any]] = []
     ended = "done"
     async with httpx.AsyncClient(timeout=wait) as client:
         try:

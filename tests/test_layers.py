@@ -1,4 +1,10 @@
-"""Structure: imports flow down the layers of ARCHITECTURE.md; modules stay small."""
+"""Structure: imports flow down the layers of ARCHITECTURE.md, without cycles; modules stay small.
+
+The rules are data (`ALLOWED`, `ONLY_IN`, `PURE`) checked on the source with `ast`, imports
+under `if TYPE_CHECKING:` included: a lower layer reports back through a callback or a
+protocol of its own, never by importing its caller. A fixture tree with one wrong import
+of each kind shows every rule catching what it is for.
+"""
 
 from __future__ import annotations
 
@@ -6,117 +12,208 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = {
-    0: {
-        "config",
-        "config_values",
-        "config_models",
-        "errors",
-        "money",
-        "chat",
-        "sse",
-        "apikeys",
-        "data",
-    },
-    1: {"catalog", "providers", "billing", "routing", "scoring", "scoring_data", "autoroute"},
-    2: {
-        "tokens",
-        "ratelimit",
-        "wallet",
-        "auth",
-        "store",
-        "relay",
-        "metering",
-        "cooldown",
-        "failover",
-        "sessions",
-    },
-    3: {"api", "auto_api", "health", "edge"},
-    4: {"app", "server"},
-}
-LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
-IO_LIBRARIES = {
-    "trio",
-    "httpx2",
-    "httpx",
-    "quart",
-    "quart_trio",
-    "hypercorn",
-    "sqlite3",
-    "sqlite_utils",
-}
-ONLY_IN = {"sqlite3": "store", "sqlite_utils": "store", "httpx2": "relay", "httpx": "relay"}
+SOURCES = ("proxy", "cli", "admin")
 MAX_LINES = 400
 
+# What each unit may import of ours. A surface (http, cli, admin) reaches the engine only
+# through the services; nothing below the services imports them or a surface.
+ENGINE = {"proxy.core", "proxy.providers", "proxy.routing", "proxy.money"}
+ENGINE |= {"proxy.access", "proxy.upstream", "proxy.store", "proxy.identity", "proxy.payments"}
+ALLOWED: dict[str, set[str]] = {
+    "proxy": set(),
+    "proxy.data": set(),
+    "proxy.core": set(),
+    "proxy.providers": {"proxy.core"},
+    "proxy.routing": {"proxy.core", "proxy.providers"},
+    "proxy.store": {"proxy.core"},
+    "proxy.money": {"proxy.core", "proxy.routing", "proxy.store"},
+    "proxy.access": {"proxy.core", "proxy.store"},
+    "proxy.upstream": {"proxy.core", "proxy.providers", "proxy.routing"},
+    "proxy.identity": {"proxy.core", "proxy.store"},
+    "proxy.payments": {"proxy.core", "proxy.store", "proxy.money"},
+    "proxy.services": ENGINE,
+    "proxy.http": {"proxy.core", "proxy.services"},
+    "admin": {"proxy.core", "proxy.services"},
+    "proxy.app": {"proxy.core", "proxy.services", "proxy.http", "admin"},
+    "proxy.server": {"proxy.core", "proxy.app"},
+    "cli": {"proxy.core", "proxy.services", "proxy.server"},  # `serve` runs the server
+}
+# One unit per outside system.
+ONLY_IN = {
+    "sqlite3": "proxy.store",
+    "sqlite_utils": "proxy.store",
+    "httpx2": "proxy.upstream",
+    "httpx": "proxy.upstream",
+    "stripe": "proxy.payments",
+    "authlib": "proxy.identity",
+    "joserfc": "proxy.identity",
+}
+# Pure logic: no event loop, no network, no disk database, no web framework.
+PURE = {"proxy.core", "proxy.providers", "proxy.routing"}
+IO_LIBRARIES = {"trio", "quart", "quart_trio", "hypercorn", *ONLY_IN}
 
-def modules() -> list[Path]:
-    return sorted(p for p in (ROOT / "proxy").rglob("*.py"))
+
+def module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def top_module(path: Path) -> str:
-    parts = path.relative_to(ROOT / "proxy").with_suffix("").parts
-    return parts[0] if parts[0] != "__init__" else "__init__"
+def unit_of(module: str) -> str:
+    """proxy.core.chat -> proxy.core; proxy.app -> proxy.app; cli.admin -> cli."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "proxy" else parts[0]
 
 
-def runtime_imports(path: Path) -> list[tuple[str, int]]:
-    """(module, level) for imports that run: `if TYPE_CHECKING:` blocks are skipped."""
-    tree = ast.parse(path.read_text())
-    found: list[tuple[str, int]] = []
-
-    def visit(node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue
-            if isinstance(child, ast.Import):
-                found.extend((alias.name, 0) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom):
-                found.append((child.module or "", child.level))
-            visit(child)
-
-    visit(tree)
+def sources(root: Path) -> dict[str, Path]:
+    found = {}
+    for top in SOURCES:
+        for path in sorted((root / top).rglob("*.py")):
+            found[module_name(root, path)] = path
     return found
 
 
-def resolve(path: Path, module: str, level: int) -> str | None:
-    """The proxy top-level module a relative import names, or None for outside packages."""
-    if level == 0:
-        return module.split(".")[1] if module.startswith("proxy.") else None
-    package = path.relative_to(ROOT / "proxy").parent.parts
-    base = list(package[: len(package) - (level - 1)]) if level > 1 else list(package)
-    target = base + (module.split(".") if module else [])
-    return target[0] if target else None
+def imports(root: Path, path: Path, known: set[str]) -> list[tuple[str, int]]:
+    """(module imported, line) for every import in a file, `TYPE_CHECKING` ones included.
+
+    Relative imports are resolved; `from package import name` names the submodule
+    when there is one.
+    """
+    module = module_name(root, path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.append((sub if sub in known else target, node.lineno))
+    return found
 
 
-def test_every_module_has_a_layer() -> None:
-    for path in modules():
-        name = top_module(path)
-        assert name == "__init__" or name in LAYER_OF, f"{path} is in no layer"
-
-
-def test_imports_flow_down() -> None:
+def layer_problems(root: Path) -> list[str]:
+    modules = sources(root)
     problems = []
-    for path in modules():
-        name = top_module(path)
-        if name == "__init__":
+    for module, path in modules.items():
+        unit = unit_of(module)
+        allowed = ALLOWED.get(unit)
+        if allowed is None:
+            problems.append(f"{module}: {unit} is in no layer")
             continue
-        layer = LAYER_OF[name]
-        for module, level in runtime_imports(path):
-            external = module.split(".")[0] if level == 0 else None
-            if external in IO_LIBRARIES and layer <= 1:
-                problems.append(f"{path.name}: layer {layer} imports {external}")
-            if external in ONLY_IN and name != ONLY_IN[external]:
-                problems.append(f"{path.name}: only {ONLY_IN[external]} may import {external}")
-            target = resolve(path, module, level)
-            if target and target in LAYER_OF and LAYER_OF[target] > layer:
-                problems.append(f"{path.name} (L{layer}) imports {target} (L{LAYER_OF[target]})")
-    assert problems == []
+        for target, line in imports(root, path, set(modules)):
+            where = f"{path.relative_to(root)}:{line}"
+            outside = target.split(".")[0]
+            if outside in IO_LIBRARIES and unit in PURE:
+                problems.append(f"{where}: {unit} is pure logic but imports {outside}")
+            if outside in ONLY_IN and unit != ONLY_IN[outside]:
+                problems.append(f"{where}: only {ONLY_IN[outside]} may import {outside}")
+            if outside not in SOURCES:
+                continue
+            other = unit_of(target)
+            if other != unit and other not in allowed:
+                problems.append(f"{where}: {unit} may not import {other}")
+    return problems
+
+
+def cycles(root: Path) -> list[list[str]]:
+    """Every import cycle between our modules (strongly connected components of two or more)."""
+    modules = sources(root)
+    graph = {
+        module: {t for t, _ in imports(root, path, set(modules)) if t in modules and t != module}
+        for module, path in modules.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def oversized(root: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(root)): n
+        for path in sources(root).values()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+
+
+def test_the_project_keeps_its_layers() -> None:
+    assert layer_problems(ROOT) == []
+
+
+def test_the_project_has_no_import_cycles() -> None:
+    assert cycles(ROOT) == []
 
 
 def test_modules_stay_small() -> None:
-    sources = modules() + sorted((ROOT / "cli").rglob("*.py"))
-    big = {
-        str(p.relative_to(ROOT)): n
-        for p in sources
-        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    assert oversized(ROOT) == {}
+
+
+def test_the_checks_catch_wrong_imports(tmp_path: Path) -> None:
+    tree = {
+        "proxy/__init__.py": "",
+        "proxy/core/__init__.py": "",
+        "proxy/core/chat.py": "from ..store import db\n",  # core reaches up
+        "proxy/routing/__init__.py": "",
+        "proxy/routing/plan.py": (
+            "from typing import TYPE_CHECKING\nimport trio\n"  # pure logic with an event loop
+            "if TYPE_CHECKING:\n    from ..services import ChatService\n"  # up, for types
+        ),
+        "proxy/store/__init__.py": "",
+        "proxy/store/db.py": "import sqlite3\nimport httpx2\n",  # only upstream speaks HTTP
+        "proxy/services/__init__.py": "",
+        "proxy/http/__init__.py": "",
+        "proxy/http/v1.py": "from proxy.store import db\nfrom ..services import x\n",
+        "proxy/money/__init__.py": "",
+        "proxy/money/wallet.py": "from . import ledger\n",
+        "proxy/money/ledger.py": "from .wallet import Wallet\n",  # a cycle
+        "proxy/gadgets/__init__.py": "",  # a package in no layer
+        "cli/__init__.py": "",
+        "cli/main.py": "from proxy.upstream import relay\n" + "x = 1\n" * MAX_LINES,
+        "proxy/upstream/__init__.py": "",
+        "proxy/upstream/relay.py": "import httpx2\n",
     }
-    assert big == {}
+    for name, text in tree.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert sorted(layer_problems(tmp_path)) == sorted(
+        [
+            "proxy/core/chat.py:1: proxy.core may not import proxy.store",
+            "proxy/routing/plan.py:2: proxy.routing is pure logic but imports trio",
+            "proxy/routing/plan.py:4: proxy.routing may not import proxy.services",
+            "proxy/store/db.py:2: only proxy.upstream may import httpx2",
+            "proxy/http/v1.py:1: proxy.http may not import proxy.store",
+            "proxy.gadgets: proxy.gadgets is in no layer",
+            "cli/main.py:1: cli may not import proxy.upstream",
+        ]
+    )
+    assert cycles(tmp_path) == [["proxy.money.ledger", "proxy.money.wallet"]]
+    assert oversized(tmp_path) == {"cli/main.py": MAX_LINES + 1}

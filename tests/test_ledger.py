@@ -10,15 +10,16 @@ from proxy.store import ledger as books
 
 
 def make_key(conn: sqlite3.Connection, credit: int, email: str = "a@example.com") -> str:
-    user = acc.user_by_email(conn, email) or acc.create_user(conn, email)
-    key = acc.create_key(
-        conn,
-        user_id=str(user["id"]),
-        name="k",
-        key_hash=email.encode() + bytes(32 - len(email)),
-        key_prefix="sk-tr-test",
-        credit=credit,
-    )
+    with books.transaction(conn):
+        user = acc.user_by_email(conn, email) or acc.create_user(conn, email)
+        key = acc.create_key(
+            conn,
+            user_id=user.id,
+            name="k",
+            key_hash=email.encode() + bytes(32 - len(email)),
+            key_prefix="sk-tr-test",
+            credit=credit,
+        )
     return key.id
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from proxy.config import Settings, load_settings
+from proxy.core.config import Settings, load_settings
 from tests.conftest import RunningGateway
 
 

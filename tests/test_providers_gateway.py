@@ -14,7 +14,7 @@ import orjson
 import pytest
 import trio
 
-from proxy.config import load_settings
+from proxy.core.config import load_settings
 from tests.conftest import RunningGateway, running_gateway
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini

@@ -8,8 +8,8 @@ import openai
 import pytest
 import trio
 
-from proxy.config import Settings
-from proxy.ratelimit import RateLimiter
+from proxy.access.ratelimit import RateLimiter
+from proxy.core.config import Settings
 from proxy.store import KeyRecord
 from tests.cli_helpers import run_cli
 from tests.conftest import RunningGateway
@@ -103,7 +103,7 @@ def test_retry_after_rounds_up_to_whole_seconds() -> None:
 
 
 def test_key_overrides_beat_the_tier() -> None:
-    from proxy.config import TierSettings
+    from proxy.core.config import TierSettings
 
     settings = Settings(tiers=(TierSettings("default"), TierSettings("pro", 50, 100, 8)))
     limiter = RateLimiter(settings, clock=lambda: 0.0)

@@ -11,7 +11,7 @@ from functools import partial
 import httpx2 as httpx
 import trio
 
-from proxy.relay import _buffered_probe
+from proxy.upstream.stream import _buffered_probe
 
 
 def _chunk(data: bytes) -> bytes:

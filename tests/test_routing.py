@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from proxy.config import Settings
-from proxy.cooldown import Cooldowns
-from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
+from proxy.core.config import Settings
+from proxy.core.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from proxy.providers.base import upstream_error
-from proxy.routing import judge
+from proxy.upstream.cooldown import Cooldowns
+from proxy.upstream.health import judge
 
 
 def failure(status: int, message: str = "", retry_after: str | None = None) -> GatewayError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 
-from proxy.tokens import IMAGE_TOKENS, TokenCounter, prompt_ceiling
+from proxy.money.tokens import IMAGE_TOKENS, TokenCounter, prompt_ceiling
 
 SAMPLES = [
     "Explain in two sentences how to load test an API gateway.",

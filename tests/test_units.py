@@ -7,13 +7,14 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from proxy.catalog import Catalog, build_catalog
-from proxy.chat import ChatRequest, Usage, parse_chat_request
-from proxy.config import load_settings
-from proxy.errors import BadRequest
-from proxy.money import MoneyError, format_usd, rate_from_usd_per_mtok, usd_to_units
+from proxy.core.chat import ChatRequest, Usage, parse_chat_request
+from proxy.core.config import load_settings
+from proxy.core.errors import BadRequest
+from proxy.core.money import MoneyError, format_usd, rate_from_usd_per_mtok, usd_to_units
+from proxy.core.sse import Decoder
 from proxy.providers.openai import OpenAIAdapter
-from proxy.sse import Decoder
+from proxy.routing.catalog import Catalog, build_catalog
+from tests.wire import wire
 
 
 def test_money_round_trips_and_rejects_floats() -> None:
@@ -72,7 +73,7 @@ def test_catalog_overrides_markup_and_hiding(tmp_path) -> None:  # type: ignore[
 def test_tiered_prices_switch_on_long_prompts() -> None:
     from genai_prices.types import ModelPrice, Tier, TieredPrices
 
-    from proxy.catalog import _price  # the genai-prices bridge
+    from proxy.routing.catalog import _price  # the genai-prices bridge
 
     price = _price(
         ModelPrice(
@@ -154,7 +155,7 @@ def test_openai_stream_hides_usage_unless_asked() -> None:
     usage = sse({"id": "c", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
     usage += b"data: [DONE]\n\n"
     stream = OpenAIAdapter("openai").chat_stream(_chat({"stream": True}), model)
-    out = stream.feed(chunk + usage)
+    out = wire(stream.feed(chunk + usage))
     assert len(out) == 1 and b'"usage"' not in out[0] and b'"model":"openai/gpt-4o-mini"' in out[0]
     assert stream.state.usage == Usage(3, 1) and stream.state.done
     asked = OpenAIAdapter("openai").chat_stream(

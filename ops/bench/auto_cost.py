@@ -19,12 +19,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from proxy.autoroute import AutoRouter
-from proxy.catalog import Model, build_catalog
-from proxy.chat import Usage
-from proxy.config import load_settings
-from proxy.money import format_usd
-from proxy.tokens import IMAGE_TOKENS, TOKENS_PER_MESSAGE, load_o200k, message_text
+from proxy.core.chat import Usage
+from proxy.core.config import load_settings
+from proxy.core.model import Model
+from proxy.core.money import format_usd
+from proxy.money.tokens import IMAGE_TOKENS, TOKENS_PER_MESSAGE, load_o200k, message_text
+from proxy.routing.autoroute import AutoRouter
+from proxy.routing.catalog import build_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "MISTRAL_API_KEY")

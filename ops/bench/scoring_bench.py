@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from proxy.autoroute import AutoRouter
-from proxy.catalog import build_catalog
-from proxy.config import load_settings
-from proxy.tokens import load_o200k, message_text
+from proxy.core.config import load_settings
+from proxy.money.tokens import load_o200k, message_text
+from proxy.routing.autoroute import AutoRouter
+from proxy.routing.catalog import build_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "MISTRAL_API_KEY")

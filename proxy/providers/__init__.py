@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import ProviderSettings
+from ..core.config import ProviderSettings
 from .anthropic import AnthropicAdapter
 from .base import Adapter
 from .google import GoogleAdapter

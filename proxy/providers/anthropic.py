@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from ..catalog import Model
-from ..chat import ChatRequest
-from ..errors import BadRequest, UpstreamError
+from ..core.chat import ChatRequest
+from ..core.errors import BadRequest, UpstreamError
+from ..core.model import Model
 from .anthropic_stream import (
     AnthropicStream,
     finish_reason,
@@ -29,24 +29,21 @@ from .anthropic_stream import (
     read_counts,
     usage_from_counts,
 )
-from .base import Completion, UpstreamRequest
+from .base import Completion, UpstreamRequest, error_message, load_object
 
 API_VERSION = "2023-06-01"  # see the module docstring before moving it
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires a limit; OpenAI clients often send none
-LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")  # the gateway's order of precedence
 JSON_ONLY = "Respond with a single JSON value and nothing else: no prose, no code fences."
 
 
 class AnthropicAdapter:
     """OpenAI chat requests in, Anthropic Messages out, and back again."""
 
-    limit_field = "max_tokens"  # Anthropic's only name for the completion limit
-
     def __init__(self, provider: str) -> None:
         self.provider = provider
 
     def chat_request(self, chat: ChatRequest, model: Model, api_key: str | None) -> UpstreamRequest:
-        body = request_body(chat.body, model.upstream_id, chat.stream)
+        body = request_body(chat, model.upstream_id)
         headers = {
             "content-type": "application/json",
             "accept-encoding": "identity",
@@ -59,12 +56,9 @@ class AnthropicAdapter:
         return UpstreamRequest("/v1/messages", headers, orjson.dumps(body))
 
     def chat_response(self, body: bytes, model: Model) -> Completion:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"{self.provider} sent a response that is not JSON") from exc
+        data = load_object(body, self.provider)
         if isinstance(data, dict) and data.get("type") == "error":
-            said = _envelope_message(data)
+            said = error_message(body)
             raise UpstreamError(f"{self.provider} failed" + (f": {said}" if said else ""))
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise UpstreamError(f"{self.provider} sent a response that is not a message")
@@ -111,7 +105,7 @@ class AnthropicAdapter:
             out["usage"] = openai_usage(usage)
         # Tool calls count as output too, should the tokens have to be estimated.
         generated = [text, *(c["function"][k] for c in calls for k in ("name", "arguments"))]
-        return Completion(orjson.dumps(out), usage, "".join(generated))
+        return Completion(out, usage, "".join(generated))
 
     def chat_stream(self, chat: ChatRequest, model: Model) -> AnthropicStream:
         return AnthropicStream(self.provider, model.id, chat.include_usage)
@@ -120,39 +114,18 @@ class AnthropicAdapter:
         return error_message(body)
 
 
-def error_message(body: bytes) -> str | None:
-    """The message of Anthropic's error envelope, or a short excerpt of a body that is not one."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body.decode("utf-8", errors="replace").strip()
-        return text[:300] or None
-    message = _envelope_message(data)
-    if message is None and data is not None:
-        return orjson.dumps(data).decode()[:300]
-    return message
-
-
-def _envelope_message(data: Any) -> str | None:
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:1000]
-    if isinstance(error, str):
-        return error[:1000]
-    return None
-
-
 # -- the request ------------------------------------------------------------------------------
-def request_body(body: dict[str, Any], upstream_id: str, stream: bool) -> dict[str, Any]:
+def request_body(chat: ChatRequest, upstream_id: str) -> dict[str, Any]:
     """An OpenAI chat body as an Anthropic Messages body."""
-    n = body.get("n")
-    if isinstance(n, int) and n > 1:
+    if chat.n > 1:
         raise BadRequest("Anthropic models return one choice; 'n' must be 1", param="n")
+    body = chat.body
     system, messages = _conversation(body["messages"])
     instruction = _format_instruction(body.get("response_format"))
     if instruction:
         system.append(instruction)
-    out: dict[str, Any] = {"model": upstream_id, "max_tokens": _max_tokens(body)}
+    limit = chat.completion_limit or DEFAULT_MAX_TOKENS  # Anthropic's only name for it
+    out: dict[str, Any] = {"model": upstream_id, "max_tokens": limit}
     if system:
         out["system"] = "\n\n".join(system)
     out["messages"] = messages
@@ -171,13 +144,9 @@ def request_body(body: dict[str, Any], upstream_id: str, stream: bool) -> dict[s
             out[name] = body[name]
     if isinstance(body.get("user"), str) and body["user"]:
         out["metadata"] = {"user_id": body["user"]}
-    if stream:
+    if chat.stream:
         out["stream"] = True
     return out
-
-
-def _max_tokens(body: dict[str, Any]) -> Any:
-    return next((body[f] for f in LIMIT_FIELDS if body.get(f) is not None), DEFAULT_MAX_TOKENS)
 
 
 def _conversation(messages: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:

@@ -10,15 +10,13 @@ last chunk's `finish_reason`. Usage is only final at message_delta, so
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import orjson
-
-from ..chat import Usage
-from ..errors import GatewayError, UpstreamError
-from ..sse import Decoder, Event, encode_data
-from .base import StreamState, upstream_error
+from ..core.chat import Usage
+from ..core.errors import GatewayError
+from ..core.sse import Event
+from .base import upstream_error
+from .stream import Chunk, StreamTranslator
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -91,49 +89,25 @@ def error_from_anthropic(provider: str, error: Any) -> GatewayError:
     return upstream_error(status, str(message) if message else None, None, provider)
 
 
-class AnthropicStream:
-    """Feed Anthropic's SSE bytes; get OpenAI chunk events back."""
+class AnthropicStream(StreamTranslator):
+    """Feed Anthropic's SSE bytes; get OpenAI chunks back."""
 
     def __init__(self, provider: str, model_id: str, include_usage: bool) -> None:
-        self.state = StreamState()
-        self._provider = provider
-        self._model_id = model_id
-        self._include_usage = include_usage
-        self._decoder = Decoder()
-        self._id = "chatcmpl-"
-        self._created = int(time.time())
+        super().__init__(provider, model_id, include_usage)
         self._counts: dict[str, int] = {}
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
         self._finished = False  # the finish_reason chunk went out
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        return self._events(self._decoder.feed(chunk))
-
-    def finish(self) -> list[bytes]:
-        return self._events(self._decoder.flush())
-
-    def _events(self, events: list[Event]) -> list[bytes]:
-        out: list[bytes] = []
-        for event in events:
-            if self.state.error is not None:
-                break
-            out.extend(self._event(event))
-        return out
-
-    def _event(self, event: Event) -> list[bytes]:
+    def _event(self, event: Event) -> list[Chunk]:
         text = event.data.strip()
         if event.event == "ping" or not text:
             return []
-        try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict):
-            self.state.error = UpstreamError(f"{self._provider} sent a malformed stream event")
+        data = self._object(text)
+        if data is None:
             return []
         kind = data.get("type") or event.event
         if kind == "error":
-            self.state.error = error_from_anthropic(self._provider, data.get("error"))
+            self.state.error = error_from_anthropic(self.provider, data.get("error"))
             return []
         if kind == "message_start":
             return self._message_start(_dict(data.get("message")))
@@ -147,12 +121,12 @@ class AnthropicStream:
             return self._message_stop()
         return []  # content_block_stop, ping, and event types added later
 
-    def _message_start(self, message: dict[str, Any]) -> list[bytes]:
-        self._id = f"chatcmpl-{message.get('id') or ''}"
+    def _message_start(self, message: dict[str, Any]) -> list[Chunk]:
+        self.chunk_id = f"chatcmpl-{message.get('id') or ''}"
         self._counts = read_counts(message.get("usage"))
         return [self._chunk({"role": "assistant", "content": ""})]
 
-    def _block_start(self, index: Any, block: dict[str, Any]) -> list[bytes]:
+    def _block_start(self, index: Any, block: dict[str, Any]) -> list[Chunk]:
         if block.get("type") == "text":
             return self._text(block.get("text"))
         if block.get("type") != "tool_use" or not isinstance(index, int):
@@ -165,10 +139,10 @@ class AnthropicStream:
             "type": "function",
             "function": {"name": name, "arguments": ""},
         }
-        self._sent(name)
+        self._sent([name])
         return [self._chunk({"tool_calls": [call]})]
 
-    def _block_delta(self, index: Any, delta: dict[str, Any]) -> list[bytes]:
+    def _block_delta(self, index: Any, delta: dict[str, Any]) -> list[Chunk]:
         kind = delta.get("type")
         if kind == "text_delta":
             return self._text(delta.get("text"))
@@ -177,11 +151,11 @@ class AnthropicStream:
         piece = delta.get("partial_json")
         if not isinstance(piece, str) or not piece:
             return []
-        self._sent(piece)
+        self._sent([piece])
         call = {"index": self._tool_index[index], "function": {"arguments": piece}}
         return [self._chunk({"tool_calls": [call]})]
 
-    def _message_delta(self, delta: dict[str, Any], usage: Any) -> list[bytes]:
+    def _message_delta(self, delta: dict[str, Any], usage: Any) -> list[Chunk]:
         self._counts = read_counts(usage, self._counts)
         self.state.usage = usage_from_counts(self._counts)
         stop_reason = delta.get("stop_reason")
@@ -190,37 +164,22 @@ class AnthropicStream:
         self._finished = True
         return [self._chunk({}, finish_reason(stop_reason))]
 
-    def _message_stop(self) -> list[bytes]:
+    def _message_stop(self) -> list[Chunk]:
         self.state.done = True
-        if not self._include_usage or self.state.usage is None:
+        if not self.include_usage or self.state.usage is None:
             return []
-        return [self._encode([], usage=openai_usage(self.state.usage))]
+        return [self.encode([], usage=openai_usage(self.state.usage))]
 
-    def _text(self, text: Any) -> list[bytes]:
+    def _text(self, text: Any) -> list[Chunk]:
         if not isinstance(text, str) or not text:
             return []
-        self._sent(text)
+        self._sent([text])
         return [self._chunk({"content": text})]
 
-    def _sent(self, text: str) -> None:
-        """Record output for an estimate should usage never come."""
-        self.state.output.append(text)
-        self.state.content_sent = True
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return self._encode([choice])
-
-    def _encode(self, choices: list[Any], **extra: Any) -> bytes:
-        data = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model_id,
-            "choices": choices,
-            **extra,
-        }
-        return encode_data(orjson.dumps(data))
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
+        return self.encode(
+            [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        )
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 import orjson
 
-from ..catalog import Model
-from ..chat import ChatRequest, Usage
-from ..errors import BadRequest, UpstreamError
-from .base import Completion, UpstreamRequest
+from ..core.chat import ChatRequest, Usage
+from ..core.errors import BadRequest, UpstreamError
+from ..core.model import Model
+from .base import Completion, UpstreamRequest, error_message, load_object
 from .google_stream import (
     GoogleStream,
     completion_id,
@@ -63,8 +63,6 @@ PENALTIES = {"presence_penalty": "presencePenalty", "frequency_penalty": "freque
 
 
 class GoogleAdapter:
-    limit_field = "max_tokens"
-
     def __init__(self, provider: str) -> None:
         self.provider = provider
 
@@ -76,13 +74,10 @@ class GoogleAdapter:
         if chat.stream:
             headers["accept"] = "text/event-stream"
         path = f"/v1beta/models/{model.upstream_id}:{method}"
-        return UpstreamRequest(path, headers, orjson.dumps(gemini_body(chat.body)))
+        return UpstreamRequest(path, headers, orjson.dumps(gemini_body(chat)))
 
     def chat_response(self, body: bytes, model: Model) -> Completion:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"{self.provider} sent a response that is not JSON") from exc
+        data = load_object(body, self.provider)
         if not isinstance(data, dict):
             raise UpstreamError(f"{self.provider} sent a response that is not an object")
         if "error" in data:
@@ -123,7 +118,7 @@ class GoogleAdapter:
         usage: Usage | None = None
         if (read := read_usage(data.get("usageMetadata"))) is not None:
             usage, completion["usage"] = read
-        return Completion(orjson.dumps(completion), usage, "".join(output))
+        return Completion(completion, usage, "".join(output))
 
     def chat_stream(self, chat: ChatRequest, model: Model) -> GoogleStream:
         return GoogleStream(self.provider, model.id, chat.include_usage)
@@ -132,26 +127,12 @@ class GoogleAdapter:
         return error_message(body)
 
 
-def error_message(body: bytes) -> str | None:
-    """The message of Google's error envelope, or a short excerpt of a body that is not one."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body.decode("utf-8", errors="replace").strip()
-        return text[:300] or None
-    if isinstance(data, list) and len(data) == 1:  # streamGenerateContent without alt=sse
-        data = data[0]
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:1000]
-    return body.decode("utf-8", errors="replace").strip()[:300] or None
-
-
 # -- the request -----------------------------------------------------------------------------
 
 
-def gemini_body(body: dict[str, Any]) -> dict[str, Any]:
-    """A GenerateContentRequest for an OpenAI chat body."""
+def gemini_body(chat: ChatRequest) -> dict[str, Any]:
+    """A GenerateContentRequest for an OpenAI chat request."""
+    body = chat.body
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name, for the tool results
@@ -183,7 +164,7 @@ def gemini_body(body: dict[str, Any]) -> dict[str, Any]:
         request["tools"] = [{"functionDeclarations": declarations}]
     if (choice := body.get("tool_choice")) is not None:
         request["toolConfig"] = {"functionCallingConfig": _calling_config(choice)}
-    if config := _generation_config(body):
+    if config := _generation_config(body, chat.completion_limit):
         request["generationConfig"] = config
     return request
 
@@ -348,11 +329,9 @@ def _calling_config(choice: Any) -> dict[str, Any]:
     )
 
 
-def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
+def _generation_config(body: dict[str, Any], limit: int | None) -> dict[str, Any]:
     config = {theirs: body[ours] for ours, theirs in SAMPLING.items() if body.get(ours) is not None}
     config |= {theirs: body[ours] for ours, theirs in PENALTIES.items() if body.get(ours)}
-    limit = body.get("max_completion_tokens")
-    limit = body.get("max_tokens") if limit is None else limit
     if limit is not None:
         config["maxOutputTokens"] = limit
     stop = body.get("stop")

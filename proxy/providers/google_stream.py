@@ -9,16 +9,16 @@ and a candidate's `finishReason` becomes its last chunk's `finish_reason`.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import orjson
 
-from ..chat import Usage
-from ..errors import BadRequest, GatewayError, UpstreamError
-from ..sse import Decoder, Event, encode_data
-from .base import StreamState, upstream_error
+from ..core.chat import Usage
+from ..core.errors import BadRequest, GatewayError
+from ..core.sse import Event
+from .base import upstream_error
+from .stream import Chunk, StreamTranslator
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -142,70 +142,49 @@ def prompt_blocked(provider: str, data: dict[str, Any]) -> BadRequest | None:
     return BadRequest(f"{provider} blocked the prompt ({reason}){said}")
 
 
-class GoogleStream:
-    """Feed Gemini's SSE bytes; get OpenAI chunk events back."""
+class GoogleStream(StreamTranslator):
+    """Feed Gemini's SSE bytes; get OpenAI chunks back."""
 
     def __init__(self, provider: str, model_id: str, include_usage: bool) -> None:
-        self.state = StreamState()
-        self._provider = provider
-        self._model_id = model_id
-        self._include_usage = include_usage
-        self._decoder = Decoder()
-        self._id: str | None = None
-        self._created = int(time.time())
+        super().__init__(provider, model_id, include_usage)
+        self.chunk_id = ""  # the first event's responseId names the stream
         self._calls: dict[int, int] = {}  # choice index -> tool calls sent so far
         self._usage: dict[str, Any] | None = None  # the last usage, in OpenAI's shape
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        return self._events(self._decoder.feed(chunk))
+    def _ended(self) -> list[Chunk]:
+        if self.include_usage and self._usage is not None:
+            return [self.encode([], usage=self._usage)]
+        return []
 
-    def finish(self) -> list[bytes]:
-        out = self._events(self._decoder.flush())
-        if self.state.error is None and self._include_usage and self._usage is not None:
-            out.append(self._encode([], usage=self._usage))
-        return out
-
-    def _events(self, events: list[Event]) -> list[bytes]:
-        out: list[bytes] = []
-        for event in events:
-            if self.state.error is not None:
-                break
-            out.extend(self._event(event))
-        return out
-
-    def _event(self, event: Event) -> list[bytes]:
+    def _event(self, event: Event) -> list[Chunk]:
         text = event.data.strip()
         if not text:
             return []
-        try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict):
-            self.state.error = UpstreamError(f"{self._provider} sent a malformed stream event")
+        data = self._object(text)
+        if data is None:
             return []
         if "error" in data:
-            self.state.error = error_from_google(self._provider, data["error"])
+            self.state.error = error_from_google(self.provider, data["error"])
             return []
-        if self._id is None:
-            self._id = completion_id(data.get("responseId"))
+        if not self.chunk_id:
+            self.chunk_id = completion_id(data.get("responseId"))
         usage = read_usage(data.get("usageMetadata"))
         if usage is not None:
             self.state.usage, self._usage = usage
         candidates = data.get("candidates")
         if not isinstance(candidates, list) or not candidates:
-            self.state.error = prompt_blocked(self._provider, data)
+            self.state.error = prompt_blocked(self.provider, data)
             return []
-        out: list[bytes] = []
+        out: list[Chunk] = []
         for position, candidate in enumerate(candidates):
             if isinstance(candidate, dict):
                 out.extend(self._candidate(candidate, position))
         return out
 
-    def _candidate(self, candidate: dict[str, Any], position: int) -> list[bytes]:
+    def _candidate(self, candidate: dict[str, Any], position: int) -> list[Chunk]:
         index = candidate.get("index")
         index = index if isinstance(index, int) else position
-        out: list[bytes] = []
+        out: list[Chunk] = []
         if index not in self._calls:
             self._calls[index] = 0
             out.append(self._chunk(index, {"role": "assistant", "content": ""}))
@@ -224,21 +203,5 @@ class GoogleStream:
             out.append(self._chunk(index, {}, finish_reason(reason, self._calls[index] > 0)))
         return out
 
-    def _sent(self, texts: list[str]) -> None:
-        """Record output for an estimate should usage never come."""
-        self.state.output.extend(texts)
-        self.state.content_sent = True
-
-    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return self._encode([{"index": index, "delta": delta, "finish_reason": finish}])
-
-    def _encode(self, choices: list[Any], **extra: Any) -> bytes:
-        data = {
-            "id": self._id or completion_id(None),
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model_id,
-            "choices": choices,
-            **extra,
-        }
-        return encode_data(orjson.dumps(data))
+    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> Chunk:
+        return self.encode([{"index": index, "delta": delta, "finish_reason": finish}])

@@ -1,7 +1,7 @@
-"""Users, API keys and credit grants: plain SQL on a connection (sync).
+"""Users and API keys: plain SQL on a connection (sync), without transaction control.
 
-Used by the server through the store's writer and readers, and by
-`tokenroute admin` directly on the database file.
+Writes run inside the writer's batch transaction (`Store.write`), or inside
+`ledger.transaction()` on a connection of one's own.
 """
 
 from __future__ import annotations
@@ -13,7 +13,25 @@ from dataclasses import dataclass
 
 
 class AccountError(Exception):
-    """A user-facing problem with an admin operation (unknown email, duplicate...)."""
+    """A problem with an account operation the caller can fix (bad input); one line."""
+
+
+class Missing(AccountError):
+    """The user or key named does not exist."""
+
+
+class Duplicate(AccountError):
+    """Something that must be unique already exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    email: str
+    display_name: str
+    is_admin: bool
+    status: str
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,32 +63,27 @@ def new_id() -> str:
 
 def create_user(
     conn: sqlite3.Connection, email: str, *, admin: bool = False, display_name: str = ""
-) -> dict[str, object]:
+) -> UserRecord:
     email = email.strip()
     if "@" not in email or len(email) > 320:
         raise AccountError(f"not an email address: {email!r}")
-    user = {
-        "id": new_id(),
-        "email": email,
-        "display_name": display_name,
-        "is_admin": int(admin),
-        "status": "active",
-        "created_at": now_ms(),
-    }
+    user = UserRecord(new_id(), email, display_name, admin, "active", now_ms())
     try:
         conn.execute(
             "INSERT INTO users (id, email, display_name, is_admin, status, created_at) "
-            "VALUES (:id, :email, :display_name, :is_admin, :status, :created_at)",
-            user,
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (user.id, user.email, user.display_name, int(admin), user.status, user.created_at),
         )
     except sqlite3.IntegrityError as exc:
-        raise AccountError(f"a user with email {email} already exists") from exc
+        raise Duplicate(f"a user with email {email} already exists") from exc
     return user
 
 
-def user_by_email(conn: sqlite3.Connection, email: str) -> dict[str, object] | None:
-    row = conn.execute("SELECT * FROM users WHERE email = ?", (email.strip(),)).fetchone()
-    return dict(row) if row else None
+def user_by_email(conn: sqlite3.Connection, email: str) -> UserRecord | None:
+    row = conn.execute(
+        "SELECT " + _USER_COLUMNS + " FROM users WHERE email = ?", (email.strip(),)
+    ).fetchone()
+    return _user(row) if row else None
 
 
 def create_key(
@@ -83,29 +96,23 @@ def create_key(
     credit: int = 0,
     actor: str = "admin",
 ) -> KeyRecord:
-    """Insert a key and, with credit, its opening grant: one transaction."""
+    """Insert a key and, with credit, its opening grant (run it in one transaction)."""
     if not name.strip():
         raise AccountError("a key needs a name")
     if credit < 0:
         raise AccountError("credit cannot be negative")
     record = KeyRecord(new_id(), user_id, name.strip(), key_prefix, credit, "active", now_ms())
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    conn.execute(
+        "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, balance, status, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
+        (record.id, user_id, record.name, key_hash, key_prefix, credit, record.created_at),
+    )
+    if credit:
         conn.execute(
-            "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, balance, status, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
-            (record.id, user_id, record.name, key_hash, key_prefix, credit, record.created_at),
+            "INSERT INTO ledger (key_id, kind, amount, reference, actor, note, created_at) "
+            "VALUES (?, 'grant', ?, ?, ?, 'opening credit', ?)",
+            (record.id, credit, record.id, actor, record.created_at),
         )
-        if credit:
-            conn.execute(
-                "INSERT INTO ledger (key_id, kind, amount, reference, actor, note, created_at) "
-                "VALUES (?, 'grant', ?, ?, ?, 'opening credit', ?)",
-                (record.id, credit, record.id, actor, record.created_at),
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return record
 
 
@@ -116,7 +123,7 @@ def revoke_key(conn: sqlite3.Connection, key_id: str) -> KeyRecord:
         (now_ms(), key_id),
     ).fetchone()
     if row is None:
-        raise AccountError(f"no key with id {key_id}")
+        raise Missing(f"no key with id {key_id}")
     return KeyRecord(*row)
 
 
@@ -137,3 +144,10 @@ def key_by_id(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
 _KEY_COLUMNS = (
     "id, user_id, name, key_prefix, balance, status, created_at, tier, rps, burst, max_streams"
 )
+
+
+_USER_COLUMNS = "id, email, display_name, is_admin, status, created_at"
+
+
+def _user(row: sqlite3.Row) -> UserRecord:
+    return UserRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5])

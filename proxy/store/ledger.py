@@ -1,8 +1,8 @@
 """The money ledger: every balance change is a row, in the same transaction as the change.
 
-Plain SQL on a connection, without transaction control of its own: the server
-runs these inside the writer's batch transaction, `tokenroute admin` inside
-`transaction()`. The invariant kept everywhere: a key's `balance` equals the sum
+Plain SQL on a connection, without transaction control of its own: they run
+inside the writer's batch transaction (`Store.write`), or inside `transaction()`
+on a connection of one's own. The invariant kept everywhere: a key's `balance` equals the sum
 of its ledger rows, and a usage row that cost something has exactly one debit.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from .accounts import AccountError, now_ms
+from .accounts import AccountError, Missing, now_ms
 from .usage import USAGE_COLUMNS, UsageRecord, usage_values
 
 KINDS = ("grant", "topup", "usage", "transfer", "refund", "adjustment")
@@ -53,7 +53,7 @@ def credit(
     ).fetchone()
     if row is None:
         if conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is None:
-            raise AccountError(f"no key with id {key_id}")
+            raise Missing(f"no key with id {key_id}")
         raise AccountError("the balance cannot go below zero")
     conn.execute(
         "INSERT INTO ledger (key_id, kind, amount, reference, actor, note, created_at) "
@@ -172,7 +172,7 @@ def balances(conn: sqlite3.Connection, key_ids: list[str]) -> dict[str, int]:
 
 def ledger_rows(conn: sqlite3.Connection, key_id: str, limit: int) -> list[dict[str, object]]:
     if conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is None:
-        raise AccountError(f"no key with id {key_id}")
+        raise Missing(f"no key with id {key_id}")
     rows = conn.execute(
         "SELECT id, kind, amount, reference, actor, note, created_at FROM ledger "
         "WHERE key_id = ? ORDER BY id DESC LIMIT ?",
@@ -189,17 +189,25 @@ def set_limits(
     rps: float | None = None,
     burst: int | None = None,
     max_streams: int | None = None,
-) -> None:
+) -> dict[str, object]:
+    """Change a key's tier or its own limits; the key's limits afterwards."""
     changes = {"tier": tier, "rps": rps, "burst": burst, "max_streams": max_streams}
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
         raise AccountError("nothing to change: give --tier, --rps, --burst or --max-streams")
     assignments = ", ".join(f"{name} = :{name}" for name in given)
-    updated = conn.execute(
-        f"UPDATE api_keys SET {assignments} WHERE id = :id", {**given, "id": key_id}
-    )
-    if updated.rowcount == 0:
-        raise AccountError(f"no key with id {key_id}")
+    row = conn.execute(
+        f"UPDATE api_keys SET {assignments} WHERE id = :id RETURNING tier, rps, burst, max_streams",
+        {**given, "id": key_id},
+    ).fetchone()
+    if row is None:
+        raise Missing(f"no key with id {key_id}")
+    return dict(row)
+
+
+def open_holds(conn: sqlite3.Connection) -> int:
+    """Holds of requests in flight (or left by a gateway that stopped)."""
+    return int(conn.execute("SELECT count(*) FROM holds").fetchone()[0])
 
 
 def check(conn: sqlite3.Connection) -> list[str]:

@@ -43,3 +43,37 @@ def usage_values(record: UsageRecord) -> tuple[object, ...]:
 def usage_for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, object]]:
     rows = conn.execute("SELECT * FROM usage WHERE request_id = ? ORDER BY id", (request_id,))
     return [dict(r) for r in rows]
+
+
+def usage_summary(
+    conn: sqlite3.Connection,
+    since_ms: int,
+    *,
+    key_id: str | None = None,
+    user_id: str | None = None,
+) -> dict[str, object]:
+    """Totals of successful requests since a time, for one key or one user's keys.
+
+    Only successful requests count (as the docs promise); the totals and each
+    model's share come from the indexed (key or user, time) range.
+    """
+    if (key_id is None) == (user_id is None):
+        raise ValueError("give exactly one of key_id or user_id")
+    column, owner = ("key_id", key_id) if key_id is not None else ("user_id", user_id)
+    rows = conn.execute(
+        "SELECT served_model, count(*), sum(tokens_in), sum(tokens_out), sum(cost) FROM usage "
+        f"WHERE {column} = ? AND created_at >= ? AND status = 200 "
+        "GROUP BY served_model ORDER BY sum(cost) DESC, served_model",
+        (owner, since_ms),
+    ).fetchall()
+    by_model = [
+        {"model": model, "requests": n, "tokens_in": t_in, "tokens_out": t_out, "cost": cost}
+        for model, n, t_in, t_out, cost in rows
+    ]
+    return {
+        "requests": sum(m["requests"] for m in by_model),
+        "tokens_in": sum(m["tokens_in"] for m in by_model),
+        "tokens_out": sum(m["tokens_out"] for m in by_model),
+        "cost": sum(m["cost"] for m in by_model),
+        "by_model": by_model,
+    }

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from .billing import requested_limit
-from .catalog import Catalog, Model
-from .config_models import AUTO_TIERS, AutoSettings
-from .errors import BadRequest, ConfigError
+from ..core.chat import requested_limit
+from ..core.config_models import AUTO_TIERS, AutoSettings
+from ..core.errors import BadRequest, ConfigError
+from ..core.model import AUTO_MODEL, Model
+from .catalog import Catalog
 from .scoring import Score, Scorer
 
-AUTO_MODEL = "tokenroute/auto"
+__all__ = ["AUTO_MODEL", "AutoRouter", "Decision", "Needs", "builtin_scoring", "tier_models"]
 DEFAULT_ROUTE_LENGTH = 4  # models tried per tier when the operator names none
 
 

@@ -1,4 +1,4 @@
-"""The only module that touches httpx: send to upstreams, relay their streams.
+"""Sending requests to upstreams: small connection pools per provider, errors mapped.
 
 Each provider gets a few small `httpx2` clients used round-robin rather than one
 big pool: httpcore scans every connection of a pool on each acquire and
@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import itertools
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Mapping
 
 import httpx2 as httpx
-import orjson
-import trio
 
-from .catalog import Model
-from .chat import ChatRequest
-from .config import ProviderSettings
-from .errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, error_body
-from .providers.base import Adapter, Completion, StreamTranslator, UpstreamRequest, upstream_error
-from .sse import DONE, encode_data
+from ..core.chat import ChatRequest
+from ..core.config import ProviderSettings
+from ..core.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ..core.model import Model
+from ..providers.base import Adapter, Completion, UpstreamRequest, upstream_error
+from .stream import StreamCutter, UpstreamStream, why
 
 CONNECTIONS_PER_SHARD = 64  # keeps httpcore's per-acquire scan of a pool short
 _RETRYABLE_BEFORE_RESPONSE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
@@ -79,112 +77,6 @@ class UpstreamPool:
         return response
 
 
-class StreamCutter:
-    """Ends every open stream cleanly on demand (graceful shutdown past its grace period).
-
-    Only the wait for the next upstream chunk is cancellable: a stream that is cut
-    still sends its client an error event and records its usage.
-    """
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self._scopes: set[trio.CancelScope] = set()
-
-    def cut(self, reason: str) -> None:
-        self.reason = reason
-        for scope in self._scopes:
-            scope.cancel()
-
-    @property
-    def open_reads(self) -> int:
-        return len(self._scopes)
-
-    def scope(self, timeout: float) -> trio.CancelScope:
-        """A cancel scope for one wait on the upstream; `release` it afterwards."""
-        scope = trio.CancelScope(deadline=trio.current_time() + timeout)
-        if self.reason is not None:
-            scope.cancel()
-        self._scopes.add(scope)
-        return scope
-
-    def release(self, scope: trio.CancelScope) -> None:
-        self._scopes.discard(scope)
-
-
-class UpstreamStream:
-    """An open upstream stream; iterate `events()` once, in the task that serves the client."""
-
-    def __init__(
-        self,
-        response: httpx.Response,
-        translator: StreamTranslator,
-        idle_timeout: float,
-        cutter: StreamCutter,
-    ) -> None:
-        self.translator = translator
-        self.state = translator.state
-        self.first_byte_at: float | None = None
-        self._response = response
-        self._idle = idle_timeout
-        self._cutter = cutter
-
-    async def events(self) -> AsyncIterator[bytes]:
-        """Client SSE bytes as upstream chunks arrive; ends with [DONE] or an error event.
-
-        Events already buffered from one upstream read go out in one write, and one
-        cancel scope (shutdown cut + idle deadline) covers each such batch: under
-        load this, not parsing, is what a relayed chunk costs.
-        """
-        raw = self._response.aiter_raw()
-        more_buffered = _buffered_probe(self._response)
-        cutter, feed, state = self._cutter, self.translator.feed, self.state
-        pending: list[bytes] = []
-        ended = False
-        try:
-            while not ended and state.error is None:
-                scope = cutter.scope(self._idle)
-                try:
-                    with scope:
-                        while True:
-                            try:
-                                chunk = await raw.__anext__()
-                            except StopAsyncIteration:
-                                ended = True
-                                break
-                            pending += feed(chunk)
-                            if state.error is not None or (pending and not more_buffered()):
-                                break
-                finally:
-                    cutter.release(scope)
-                if scope.cancelled_caught:
-                    state.error = (
-                        UpstreamUnavailable(cutter.reason)
-                        if cutter.reason
-                        else UpstreamTimeout(
-                            f"the upstream sent nothing for {self._idle:g} s mid-stream"
-                        )
-                    )
-                if pending:
-                    if self.first_byte_at is None:
-                        self.first_byte_at = trio.current_time()
-                    yield pending[0] if len(pending) == 1 else b"".join(pending)
-                    pending.clear()
-            if state.error is None:
-                events = self.translator.finish()
-                if events:
-                    yield b"".join(events)
-        except httpx.HTTPError as exc:
-            state.error = UpstreamError(f"the upstream connection failed mid-stream: {_why(exc)}")
-        finally:
-            with trio.CancelScope(shield=True):
-                await raw.aclose()
-                await self._response.aclose()
-        if state.error is not None:
-            yield encode_data(orjson.dumps(error_body(state.error)))
-        else:
-            yield DONE
-
-
 class Relay:
     def __init__(self, providers: Mapping[str, ProviderSettings], adapters: Mapping[str, Adapter]):
         self._providers = dict(providers)
@@ -212,7 +104,7 @@ class Relay:
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"{model.provider} timed out sending its response") from exc
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"{model.provider} failed mid-response: {_why(exc)}") from exc
+            raise UpstreamError(f"{model.provider} failed mid-response: {why(exc)}") from exc
         finally:
             await response.aclose()
         if response.status_code >= 400:
@@ -220,6 +112,7 @@ class Relay:
         return adapter.chat_response(body, model)
 
     async def open_stream(self, chat: ChatRequest, model: Model) -> UpstreamStream:
+        """The upstream's stream once its response started; the caller closes it."""
         adapter = self._adapters[model.provider]
         response = await self._send(model, adapter.chat_request(chat, model, self._key(model)))
         if response.status_code >= 400:
@@ -233,9 +126,6 @@ class Relay:
         provider = self._providers[model.provider]
         translator = adapter.chat_stream(chat, model)
         return UpstreamStream(response, translator, provider.idle_timeout, self.cutter)
-
-    def limit_field(self, model: Model) -> str:
-        return self._adapters[model.provider].limit_field
 
     def _key(self, model: Model) -> str | None:
         return self._providers[model.provider].api_key
@@ -254,7 +144,7 @@ class Relay:
                 return await pool.send(request)
             except _RETRYABLE_BEFORE_RESPONSE as exc:
                 if attempt == 2:
-                    raise UpstreamError(f"{model.provider} connection failed: {_why(exc)}") from exc
+                    raise UpstreamError(f"{model.provider} connection failed: {why(exc)}") from exc
             except httpx.PoolTimeout as exc:
                 raise UpstreamUnavailable(
                     f"too many requests in flight to {model.provider}; try again shortly"
@@ -270,9 +160,9 @@ class Relay:
                     f"{pool.provider.first_byte_timeout:g} s"
                 ) from exc
             except httpx.ConnectError as exc:
-                raise UpstreamError(f"cannot connect to {model.provider}: {_why(exc)}") from exc
+                raise UpstreamError(f"cannot connect to {model.provider}: {why(exc)}") from exc
             except httpx.HTTPError as exc:
-                raise UpstreamError(f"{model.provider} request failed: {_why(exc)}") from exc
+                raise UpstreamError(f"{model.provider} request failed: {why(exc)}") from exc
         raise AssertionError("unreachable")
 
     def _error(
@@ -292,21 +182,3 @@ async def _read_body(response: httpx.Response) -> bytes:
         return await response.aread()
     parts = [part async for part in response.stream]
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-def _buffered_probe(response: httpx.Response) -> Callable[[], bool]:
-    """Whether the upstream connection already holds the next complete event.
-
-    httpcore hands out one HTTP chunk per iteration even when many arrived in one
-    read; peeking at its h11 buffer lets all of them go to the client in one write.
-    """
-    try:
-        h11_state = response.stream._httpcore_stream._stream._connection._h11_state  # type: ignore[attr-defined]
-        buffer = h11_state._receive_buffer
-    except AttributeError:
-        return lambda: False
-    return lambda: len(buffer) > 0 and (b"\n\n" in buffer._data or b"\r\n\r\n" in buffer._data)

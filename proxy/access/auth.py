@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import trio
 
-from .apikeys import hash_key, looks_like_key
-from .errors import AuthenticationFailed
-from .store import KeyRecord, Store
-from .store.accounts import key_by_hash
+from ..core.errors import AuthenticationFailed
+from ..store import KeyRecord, Store
+from ..store.accounts import key_by_hash
+from .keys import hash_key, looks_like_key
 
 MAX_ENTRIES = 100_000
 

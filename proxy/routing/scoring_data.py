@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config_models import AUTO_TIERS as TIERS
-from .errors import ConfigError
+from ..core.config_models import AUTO_TIERS as TIERS
+from ..core.errors import ConfigError
 
 # Counted signals, and how each explains itself.
 COUNTED = {

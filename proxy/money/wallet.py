@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .billing import RouteBudget
-from .errors import InsufficientQuota
-from .store import Store, UsageRecord
-from .store.ledger import balances, record_batch
+from ..core.errors import InsufficientQuota
+from ..store import Store, UsageRecord
+from ..store.ledger import balances, record_batch
+from .budget import RouteBudget
 
 log = logging.getLogger("tokenroute.money")
 

@@ -1,4 +1,4 @@
-"""The async face of the store: one writer task, a few readers, change notices.
+"""The store as the gateway uses it: one writer task, a few readers, change notices.
 
 Writes are funnelled through a trio memory channel to a single writer task that
 commits them in batches, one transaction per batch, in a worker thread: the
@@ -72,6 +72,7 @@ class Store:
         self._listeners: list[Callable[[], None]] = []
         self._stopped = trio.Event()
         self.stats = StoreStats()
+        self.applied: list[str] = []  # migrations applied when the store opened
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -147,7 +148,8 @@ class Store:
     # -- the writer ----------------------------------------------------------------------
     def _open_writer(self) -> sqlite3.Connection:
         conn = connect(self.path)
-        for name in migrate(conn):
+        self.applied = migrate(conn)
+        for name in self.applied:
             log.info("applied migration %s", name)
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         return conn

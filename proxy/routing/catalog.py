@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
@@ -20,9 +19,9 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
-from .chat import Usage
-from .config import ModelSettings, ProviderSettings, Settings
-from .money import pico_to_units, rate_from_usd_per_mtok, usd_per_mtok_from_rate
+from ..core.config import ModelSettings, ProviderSettings, Settings
+from ..core.model import Model, Price, Rates
+from ..core.money import rate_from_usd_per_mtok
 
 # The common models listed for each built-in provider when its key is set.
 BUILTIN_MODELS: dict[str, tuple[str, ...]] = {
@@ -59,68 +58,6 @@ CONTEXT_FALLBACK: dict[str, int] = {
     "mistral-medium-latest": 131072,
     "mistral-small-latest": 131072,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Rates:
-    """pico-USD per token."""
-
-    input: int = 0
-    output: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    base: Rates
-    # (start, rates): when the prompt has more than `start` tokens, all tokens use `rates`.
-    tiers: tuple[tuple[int, Rates], ...] = ()
-
-    def rates_for(self, prompt_tokens: int) -> Rates:
-        for start, rates in reversed(self.tiers):
-            if prompt_tokens > start:
-                return rates
-        return self.base
-
-    def cost(self, usage: Usage) -> int:
-        """Cost in money units, rounded up once per request."""
-        rates = self.rates_for(usage.prompt_tokens)
-        cached = min(usage.cached_tokens, usage.prompt_tokens)
-        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
-        pico = (
-            (usage.prompt_tokens - cached - written) * rates.input
-            + cached * (rates.cache_read or rates.input)
-            + written * (rates.cache_write or rates.input)
-            + usage.completion_tokens * rates.output
-        )
-        return pico_to_units(pico)
-
-
-@dataclass(frozen=True, slots=True)
-class Model:
-    id: str  # provider/model
-    provider: str
-    upstream_id: str
-    price: Price
-    context_length: int | None
-    hidden: bool = False
-    tiers: frozenset[str] = frozenset()  # what tokenroute/auto may use it for
-    tools: bool = False
-    vision: bool = False
-
-    def blended_rate(self) -> int:
-        """pico-USD for three prompt tokens and one completion token: what 'cheapest' means."""
-        return 3 * self.price.base.input + self.price.base.output
-
-    def pricing(self) -> dict[str, str]:
-        """USD per 1M tokens, as strings."""
-        return {
-            "input": usd_per_mtok_from_rate(self.price.base.input),
-            "output": usd_per_mtok_from_rate(self.price.base.output),
-            "cache_read": usd_per_mtok_from_rate(self.price.base.cache_read),
-            "unit": "USD per 1M tokens",
-        }
 
 
 class Catalog:

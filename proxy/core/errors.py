@@ -1,8 +1,9 @@
-"""The gateway's error tree and OpenAI's error envelope.
+"""The gateway's error tree: each error knows its HTTP status and its wire `type`.
 
-Every error a `/v1` client can see is a `GatewayError`; the edge renders it with
-`envelope()` as `{"error": {"message", "type", "code"}}`, `code` being the HTTP
-status as the seeds' table shows.
+Errors are values: status and type come from the class (or, for `HTTPProblem`, the
+constructor) and nothing changes them after they are raised; extra headers are given
+when one is made. Surfaces render them in their wire format (OpenAI's envelope on
+`/v1`, see `proxy.http.openai_wire`).
 
 GatewayError
  ├── BadRequest              400 invalid_request_error
@@ -10,8 +11,11 @@ GatewayError
  ├── InsufficientQuota       402 insufficient_quota
  ├── PermissionDenied        403 permission_error
  ├── NotFound                404 invalid_request_error
+ ├── MethodNotAllowed        405 invalid_request_error
+ ├── Conflict                409 invalid_request_error
  ├── PayloadTooLarge         413 invalid_request_error
  ├── RateLimited             429 rate_limit_error
+ ├── HTTPProblem             any 4xx the web framework found, invalid_request_error
  ├── InternalError           500 server_error
  └── UpstreamError           502 upstream_error
       ├── UpstreamUnavailable 503 service_unavailable
@@ -21,8 +25,8 @@ GatewayError
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import orjson
+from types import MappingProxyType
+from typing import ClassVar
 
 
 class ConfigError(Exception):
@@ -30,8 +34,8 @@ class ConfigError(Exception):
 
 
 class GatewayError(Exception):
-    status: int = 500
-    type: str = "server_error"
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
 
     def __init__(
         self,
@@ -39,15 +43,14 @@ class GatewayError(Exception):
         *,
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
+        upstream_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
-        self.headers: dict[str, str] = dict(headers or {})
-        # set when an upstream answered with an HTTP error (routing reads it)
-        self.upstream_status: int | None = None
-        # the upstreams tried before this error was given up on (usage rows record them)
-        self.attempts: list[dict[str, object]] = []
+        self.headers: Mapping[str, str] = MappingProxyType(dict(headers or {}))
+        # the upstream's HTTP status when it answered with an error (its health is judged by it)
+        self.upstream_status = upstream_status
 
 
 class BadRequest(GatewayError):
@@ -75,6 +78,22 @@ class NotFound(GatewayError):
     type = "invalid_request_error"
 
 
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+
+    def __init__(self, method: str, path: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(
+            f"{method} is not allowed on {path}; use {' or '.join(allowed)}",
+            headers={"allow": ", ".join(allowed)},
+        )
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
@@ -83,6 +102,16 @@ class PayloadTooLarge(GatewayError):
 class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
+
+
+class HTTPProblem(GatewayError):
+    """Another client error found by the web framework; its status is given."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status  # type: ignore[misc]  # set once, at construction
 
 
 class InternalError(GatewayError):
@@ -103,14 +132,3 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     type = "timeout_error"
-
-
-def error_body(error: GatewayError) -> dict[str, object]:
-    body: dict[str, object] = {"message": error.message, "type": error.type, "code": error.status}
-    if error.param is not None:
-        body["param"] = error.param
-    return {"error": body}
-
-
-def envelope(error: GatewayError) -> bytes:
-    return orjson.dumps(error_body(error))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .config import Settings
+from ..core.config import Settings
 
 log = logging.getLogger("tokenroute.upstreams")
 MAX_RETRY_AFTER = 3600.0  # seconds: an upstream cannot park itself longer than this

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import trio
 
-from .config import Settings
-from .errors import RateLimited
-from .store import KeyRecord
+from ..core.config import Settings
+from ..core.errors import RateLimited
+from ..store import KeyRecord
 
 IDLE_FORGET = 600.0  # seconds: a full bucket idle this long is dropped
 

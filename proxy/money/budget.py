@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Model
-from .chat import Usage
-from .errors import BadRequest, InsufficientQuota
-from .money import PICO_PER_UNIT, format_usd
+from ..core.chat import Usage
+from ..core.errors import InsufficientQuota
+from ..core.model import Model
+from ..core.money import PICO_PER_UNIT, format_usd
 
-LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 # Token counts are o200k estimates; other tokenizers count a little differently.
 PROMPT_MARGIN_PERCENT = 10
 PROMPT_MARGIN_TOKENS = 16
@@ -29,27 +28,6 @@ class Budget:
     hold: int  # money units reserved for the request
     completion_limit: int | None  # a lower limit to send upstream, or None to keep the client's
     prompt_tokens: int  # the estimate the hold was sized for
-
-
-def requested_limit(body: dict[str, Any]) -> int | None:
-    """The client's completion limit (`max_completion_tokens`, else `max_tokens`)."""
-    for name in LIMIT_FIELDS:
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"'{name}' must be a positive integer", param=name)
-        return value
-    return None
-
-
-def choices(body: dict[str, Any]) -> int:
-    n = body.get("n", 1)
-    if n is None:
-        return 1
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
-        raise BadRequest("'n' must be an integer from 1 to 128", param="n")
-    return n
 
 
 def plan(

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import trio
 
-from .catalog import Model
-from .chat import Usage
-from .store import KeyRecord, UsageRecord
+from ..core.chat import Usage
+from ..core.model import Model
+from ..store import KeyRecord, UsageRecord
 from .tokens import TokenCounter
 from .wallet import Hold, Wallets
 

@@ -1,18 +1,23 @@
 """The chat vocabulary every layer speaks: a parsed request view and token usage.
 
-The request body stays a dict: the gateway touches only the fields it needs
-(`model`, `stream`, `stream_options`, `max_tokens`) and passes every other field
-through unchanged.
+The request body stays a dict: the gateway reads only the fields it needs (`model`,
+`messages`, `stream`, `stream_options`, the completion limit, `n`) and passes every
+other field through unchanged. The completion limit is read here once; a budget may
+lower it (`with_limit`), and every provider adapter sends `completion_limit` in its
+own field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from .errors import BadRequest
+
+# The client's completion limit, in order of precedence.
+LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +39,21 @@ class ChatRequest:
     model: str
     stream: bool
     include_usage: bool  # the client asked for the usage chunk
+    completion_limit: int | None = None  # the limit in force; None: the provider's default
+    n: int = 1  # choices asked for
 
     @property
     def messages(self) -> list[Any]:
         return self.body["messages"]  # type: ignore[no-any-return]
+
+    @property
+    def limit_field(self) -> str | None:
+        """The field the client put its limit in, if any."""
+        return next((f for f in LIMIT_FIELDS if f in self.body), None)
+
+    def with_limit(self, limit: int | None) -> ChatRequest:
+        """This request with a lower completion limit (None keeps the client's)."""
+        return self if limit is None else replace(self, completion_limit=limit)
 
 
 def parse_json(data: bytes) -> Any:
@@ -76,7 +92,35 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object", param="stream_options")
     include_usage = bool(stream and options and options.get("include_usage") is True)
-    return ChatRequest(body=body, model=model, stream=bool(stream), include_usage=include_usage)
+    return ChatRequest(
+        body=body,
+        model=model,
+        stream=bool(stream),
+        include_usage=include_usage,
+        completion_limit=requested_limit(body),
+        n=choices(body),
+    )
+
+
+def requested_limit(body: dict[str, Any]) -> int | None:
+    """The client's completion limit (`max_completion_tokens`, else `max_tokens`)."""
+    for name in LIMIT_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadRequest(f"'{name}' must be a positive integer", param=name)
+        return value
+    return None
+
+
+def choices(body: dict[str, Any]) -> int:
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise BadRequest("'n' must be an integer from 1 to 128", param="n")
+    return n
 
 
 def usage_from_openai(data: Any) -> Usage | None:

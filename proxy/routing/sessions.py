@@ -4,7 +4,7 @@ A request carrying a session id (header `x-session-id`, else the `user` field)
 is served at no lower tier than the session's last request, for
 `[auto] session_seconds` after it, so an agent keeps its model and its prompt
 cache warm. Sessions belong to the key that made them; the oldest are forgotten
-past `MAX_SESSIONS`. Times are on trio's clock.
+past `MAX_SESSIONS`. Times come from the clock given (trio's, in the gateway).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-import trio
-
 MAX_SESSIONS = 100_000
 MAX_SESSION_ID = 256  # characters kept of a session id
 
 
 class Sessions:
-    def __init__(self, seconds: float, clock: Callable[[], float] = trio.current_time) -> None:
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
         self._seconds = seconds
         self._clock = clock
         self._last: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()

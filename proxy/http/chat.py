@@ -1,0 +1,58 @@
+"""`POST /v1/chat/completions`: authenticate, admit, then render ChatService's answer.
+
+Served by the edge as plain ASGI (the hot route). The service does the work; this
+renders its typed reply as a `chat.completion` body, or its typed stream events as
+OpenAI's SSE, and every error in OpenAI's envelope with the key's rate-limit
+headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from ..core.chat import parse_json
+from ..core.errors import GatewayError
+from ..services import ChatCall, Services
+from .asgi import Receive, Responder
+from .openai_wire import JSON, STREAM_HEADERS, render_event
+
+
+@dataclass(frozen=True, slots=True)
+class ChatHTTPRequest:
+    id: str
+    body: bytes
+    authorization: str | None
+    session: str | None  # x-session-id: tokenroute/auto keeps a session's tier
+    started: float  # trio clock, when the request arrived
+
+
+async def serve_chat(
+    services: Services,
+    request: ChatHTTPRequest,
+    respond: Responder,
+    receive: Receive,
+    keepalive: float,
+) -> None:
+    chat = services.chat
+    limits: dict[str, str] = {}
+    call: ChatCall | None = None
+    try:
+        key = await services.accounts.authenticate(request.authorization)
+        limits = chat.admit(key)
+        call = chat.prepare(
+            key, parse_json(request.body), request.id, request.session, request.started
+        )
+        if call.stream:
+            async with chat.open_stream(call) as stream:
+                headers = {**STREAM_HEADERS, **limits, **stream.headers}
+                await respond.stream(receive, headers, stream, render_event, keepalive)
+            return
+        reply = await chat.complete(call)
+    except GatewayError as error:
+        if not respond.started:
+            await respond.error(error, {**limits, **(call.failure_headers() if call else {})})
+        return
+    headers = {"content-type": JSON, **limits, **reply.headers}
+    await respond.body(200, headers, orjson.dumps(reply.completion))

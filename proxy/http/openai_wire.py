@@ -1,0 +1,82 @@
+"""OpenAI's wire format: the one renderer of errors, completions, stream events and models.
+
+Every `/v1` error is OpenAI's envelope `{"error": {"message", "type", "code"}}`,
+`code` being the HTTP status as the seeds' table shows; a stream that fails ends
+with that envelope as its last event, one that succeeds with `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ..core.errors import GatewayError
+from ..core.model import Model
+from ..core.sse import DONE, encode_data
+from ..services import Chunks, StreamEvent, StreamFailed
+
+JSON = "application/json"
+STREAM_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
+
+
+def error_body(error: GatewayError) -> dict[str, object]:
+    body: dict[str, object] = {"message": error.message, "type": error.type, "code": error.status}
+    if error.param is not None:
+        body["param"] = error.param
+    return {"error": body}
+
+
+def render_error(
+    error: GatewayError, context: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of an error; `context` headers (rate limits, route) go under
+    the error's own."""
+    headers = {**(context or {}), **error.headers, "content-type": JSON}
+    return error.status, headers, orjson.dumps(error_body(error))
+
+
+def render_event(event: StreamEvent) -> bytes:
+    """One stream event as SSE bytes."""
+    if isinstance(event, Chunks):
+        items = event.items
+        if len(items) == 1:
+            return encode_data(orjson.dumps(items[0]))
+        return b"".join([encode_data(orjson.dumps(item)) for item in items])
+    if isinstance(event, StreamFailed):
+        return encode_data(orjson.dumps(error_body(event.error)))
+    return DONE
+
+
+def model_entry(model: Model) -> dict[str, object]:
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": model.provider,
+        "pricing": model.pricing(),
+        "context_length": model.context_length,
+    }
+
+
+def auto_entry(model_id: str, tiers: Mapping[str, list[Model]]) -> dict[str, object]:
+    """tokenroute/auto as GET /v1/models lists it: what each tier is served by."""
+    windows = [m.context_length for models in tiers.values() for m in models if m.context_length]
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": 0,
+        "owned_by": "tokenroute",
+        "pricing": None,  # the served model's price applies
+        "context_length": max(windows, default=None),
+        "tiers": {tier: [m.id for m in models] for tier, models in tiers.items()},
+    }
+
+
+def models_list(entries: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"object": "list", "data": entries})

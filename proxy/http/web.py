@@ -1,0 +1,64 @@
+"""The Quart app for every route but the hot one: blueprints and the error renderer.
+
+Errors raised by handlers render in OpenAI's envelope (`openai_wire`), with the
+rate-limit headers a handler put in `g.limit_headers`; Quart's own 404 and 405
+render the same way. Request ids and bodies were settled by the edge.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugNotAllowed
+
+from ..core.errors import GatewayError, HTTPProblem, MethodNotAllowed, NotFound
+from ..services import Services
+from .asgi import internal_error
+from .auto import auto_blueprint
+from .health import health_blueprint
+from .openai_wire import render_error
+from .v1 import v1_blueprint
+
+log = logging.getLogger("tokenroute")
+
+
+def quart_app(services: Services) -> QuartTrio:
+    app = QuartTrio("tokenroute")
+    app.config.update(
+        MAX_CONTENT_LENGTH=None,  # the edge enforces the body limit for every route
+        RESPONSE_TIMEOUT=None,  # long streams are bounded by our own upstream timeouts
+        BACKGROUND_TASK_SHUTDOWN_TIMEOUT=60,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
+
+    @app.errorhandler(GatewayError)
+    async def gateway_error(error: GatewayError) -> Response:
+        return _response(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        if error.code == 404:
+            return _response(NotFound(f"no route for {request.method} {request.path}"))
+        if isinstance(error, WerkzeugNotAllowed) and error.valid_methods:
+            allowed = tuple(sorted(error.valid_methods))
+            return _response(MethodNotAllowed(request.method, request.path, allowed))
+        return _response(HTTPProblem(error.code or 400, error.description or error.name))
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        request_id = request.headers.get("x-request-id", "")
+        log.exception("unhandled error in %s %s (%s)", request.method, request.path, request_id)
+        return _response(internal_error(request_id))
+
+    app.register_blueprint(health_blueprint(services))
+    app.register_blueprint(v1_blueprint(services))
+    app.register_blueprint(auto_blueprint(services))
+    return app
+
+
+def _response(error: GatewayError) -> Response:
+    status, headers, body = render_error(error, g.get("limit_headers"))
+    return Response(body, status=status, headers=headers)

@@ -1,0 +1,1 @@
+"""What a request may spend and what it cost: token estimates, budgets, holds, settlement."""

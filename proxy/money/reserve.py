@@ -1,0 +1,49 @@
+"""Holding the most a request can cost before it goes upstream.
+
+The prompt is first bounded by its size in bytes, which needs no tokenizer; its
+tokens are counted only when that bound would lower a completion limit or refuse
+the request (the balance is tight). The hold covers the dearest model of the route
+the balance can pay for; models it cannot pay for drop out of the route.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from ..core.chat import ChatRequest
+from ..core.errors import InsufficientQuota
+from ..core.model import Model
+from .budget import RouteBudget, plan_route
+from .tokens import TokenCounter, prompt_ceiling
+from .wallet import Hold, Wallets
+
+
+class Reservations:
+    def __init__(
+        self, wallets: Wallets, tokens: TokenCounter, *, default_cap: int, min_completion: int
+    ) -> None:
+        self._wallets = wallets
+        self._tokens = tokens
+        self._default_cap = default_cap  # completion tokens held for a request that sets none
+        self._min_completion = min_completion  # fewer affordable than this: 402
+
+    async def hold(
+        self, key_id: str, request_id: str, chat: ChatRequest, models: list[Model]
+    ) -> tuple[Hold, RouteBudget]:
+        """Hold for the request on `models`; 402 when the balance cannot pay for any of them."""
+        sized = partial(
+            plan_route,
+            models,
+            requested=chat.completion_limit,
+            n=chat.n,
+            default_cap=self._default_cap,
+            min_completion=self._min_completion,
+        )
+        budget = partial(sized, prompt_tokens=prompt_ceiling(chat.body))
+        try:
+            roomy = budget(await self._wallets.available(key_id)).roomy
+        except InsufficientQuota:
+            roomy = False
+        if not roomy:
+            budget = partial(sized, prompt_tokens=await self._tokens.count_request(chat.body))
+        return await self._wallets.reserve(key_id, request_id, budget)

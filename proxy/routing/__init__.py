@@ -1,0 +1,1 @@
+"""Pure logic of where a request goes: the catalog, route plans, auto-routing and sessions."""

@@ -1,0 +1,35 @@
+"""The operations every surface shares: chat, accounts, status.
+
+Surfaces (the HTTP handlers, the CLI, the admin pages, MCP tools) import this
+package and `proxy.core`, never the store, the upstream relay or the money
+internals: every rule lives here once.
+"""
+
+from ..store import KeyRecord, UserRecord
+from .accounts import AccountService, BooksCheck, Credit, NewKey
+from .chat import ChatCall, ChatReply, ChatService
+from .chat_stream import ChatStream, Chunks, StreamDone, StreamEvent, StreamFailed
+from .factory import Services, build_services, migrate_database, with_operator
+from .status import StatusService
+
+__all__ = [
+    "AccountService",
+    "BooksCheck",
+    "ChatCall",
+    "ChatReply",
+    "ChatService",
+    "ChatStream",
+    "Chunks",
+    "Credit",
+    "KeyRecord",
+    "NewKey",
+    "Services",
+    "StatusService",
+    "StreamDone",
+    "StreamEvent",
+    "StreamFailed",
+    "UserRecord",
+    "build_services",
+    "migrate_database",
+    "with_operator",
+]

@@ -1,0 +1,180 @@
+"""AccountService: users, keys, credit, the ledger and usage, for every surface.
+
+The CLI's `admin` commands call it on the database file; the management API, the
+admin pages and MCP tools will call the same methods in the server. Every write
+goes through the store's single writer in one transaction; problems come back as
+the gateway's errors (404 for an unknown user or key, 409 for a duplicate, 400 for
+bad input), so each surface renders them its own way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..access import keys
+from ..access.auth import KeyAuth
+from ..core.config import Settings
+from ..core.errors import BadRequest, Conflict, GatewayError, NotFound
+from ..store import AccountError, Duplicate, KeyRecord, Missing, Store, UserRecord
+from ..store import accounts as acc
+from ..store import ledger as books
+from ..store.usage import usage_summary
+
+T = TypeVar("T")
+DAY_MS = 86_400_000
+MAX_USAGE_DAYS = 365
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    record: KeyRecord
+    raw: str  # shown once, never stored
+    owner: UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    key_id: str
+    kind: str  # grant | adjustment
+    amount: int
+    balance: int  # after the change
+
+
+@dataclass(frozen=True, slots=True)
+class BooksCheck:
+    problems: list[str]  # empty when every balance matches its ledger
+    open_holds: int
+
+
+class AccountService:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        auth: KeyAuth,
+        on_credit: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._auth = auth
+        self._on_credit = on_credit  # balances changed by this process: spendable at once
+
+    async def authenticate(self, authorization: str | None) -> KeyRecord:
+        """The active key an `Authorization: Bearer sk-tr-...` header names, or 401."""
+        return await self._auth.authenticate(authorization)
+
+    # -- users and keys ----------------------------------------------------------------------
+    async def create_user(self, email: str, *, name: str = "", admin: bool = False) -> UserRecord:
+        return await self._write(acc.create_user, email, admin=admin, display_name=name)
+
+    async def create_key(
+        self, email: str, name: str, *, credit: int = 0, actor: str = "admin"
+    ) -> NewKey:
+        """A new key for the user with this email, with an opening grant of `credit`."""
+        raw = keys.generate_key()
+
+        def create(conn: Any) -> tuple[UserRecord, KeyRecord]:
+            owner = acc.user_by_email(conn, email)
+            if owner is None:
+                raise NotFound(f"no user with email {email}; create the user first", param="email")
+            record = acc.create_key(
+                conn,
+                user_id=owner.id,
+                name=name,
+                key_hash=keys.hash_key(raw),
+                key_prefix=keys.display_prefix(raw),
+                credit=credit,
+                actor=actor,
+            )
+            return owner, record
+
+        owner, record = await self._write(create)
+        return NewKey(record, raw, owner)
+
+    async def revoke_key(self, key_id: str) -> KeyRecord:
+        record = await self._write(acc.revoke_key, key_id)
+        self._auth.invalidate()
+        return record
+
+    # -- money -------------------------------------------------------------------------------
+    async def grant(
+        self, key_id: str, amount: int, *, note: str | None = None, actor: str = "admin"
+    ) -> Credit:
+        """Add credit to a key; a negative amount takes it back (an adjustment)."""
+        kind = "grant" if amount > 0 else "adjustment"
+        balance = await self._write(books.credit, key_id, amount, kind=kind, actor=actor, note=note)
+        if self._on_credit is not None:
+            self._on_credit()
+        return Credit(key_id, kind, amount, balance)
+
+    async def ledger(self, key_id: str, limit: int) -> list[dict[str, object]]:
+        """A key's ledger rows, newest first."""
+        if limit < 1:
+            raise BadRequest("the limit must be at least 1", param="limit")
+        return await self._read(books.ledger_rows, key_id, limit)
+
+    async def set_limits(
+        self,
+        key_id: str,
+        *,
+        tier: str | None = None,
+        rps: float | None = None,
+        burst: int | None = None,
+        max_streams: int | None = None,
+    ) -> dict[str, object]:
+        """A key's tier or its own limits; the key's limits afterwards."""
+        tiers = {t.name for t in self._settings.tiers}
+        if tier is not None and tier not in tiers:
+            known = ", ".join(sorted(tiers))
+            raise BadRequest(f"no tier named {tier!r} (known: {known})", param="tier")
+        if rps is not None and rps <= 0:
+            raise BadRequest("rps must be above 0", param="rps")
+        if burst is not None and burst < 1:
+            raise BadRequest("burst must be at least 1", param="burst")
+        if max_streams is not None and max_streams < 0:
+            raise BadRequest("max_streams must be at least 0", param="max_streams")
+        return await self._write(
+            books.set_limits, key_id, tier=tier, rps=rps, burst=burst, max_streams=max_streams
+        )
+
+    async def check(self) -> BooksCheck:
+        """Whether every balance equals its ledger and every cost has its debit."""
+
+        def run(conn: Any) -> BooksCheck:
+            return BooksCheck(books.check(conn), books.open_holds(conn))
+
+        return await self._read(run)
+
+    # -- usage -------------------------------------------------------------------------------
+    async def usage(
+        self, days: int, *, key_id: str | None = None, user_id: str | None = None
+    ) -> dict[str, object]:
+        """Successful requests of the last `days` days, for one key or one user's keys."""
+        if not 1 <= days <= MAX_USAGE_DAYS:
+            raise BadRequest(f"days must be from 1 to {MAX_USAGE_DAYS}", param="days")
+        since = int(time.time() * 1000) - days * DAY_MS
+        return await self._read(usage_summary, since, key_id=key_id, user_id=user_id)
+
+    # -- the store ---------------------------------------------------------------------------
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await self._store.write(lambda conn: fn(conn, *args, **kwargs))
+        except AccountError as exc:
+            raise _as_gateway_error(exc) from exc
+
+    async def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await self._store.read(lambda conn: fn(conn, *args, **kwargs))
+        except AccountError as exc:
+            raise _as_gateway_error(exc) from exc
+
+
+def _as_gateway_error(exc: AccountError) -> GatewayError:
+    if isinstance(exc, Missing):
+        return NotFound(str(exc))
+    if isinstance(exc, Duplicate):
+        return Conflict(str(exc))
+    return BadRequest(str(exc))

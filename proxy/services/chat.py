@@ -1,0 +1,259 @@
+"""ChatService: one chat request from its body to its settled usage, for every surface.
+
+Parse, plan the route (tokenroute/auto included), hold the most it can cost, call
+the upstreams with failover, and settle: all here, once. A surface authenticates,
+admits the key (`admit`), calls `prepare`, then `complete` for a typed reply or
+`open_stream` for typed stream events, and renders them in its wire format.
+
+A stream is owned by the `open_stream` context manager: its exit releases the
+stream slot, closes the upstream socket, reports the upstream's health and settles
+the hold, whether the stream was read to the end, failed mid-way, was abandoned
+by its client, or never read at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import trio
+
+from ..access.ratelimit import RateLimiter
+from ..core.chat import ChatRequest, parse_chat_request
+from ..core.config import Settings
+from ..core.errors import BadRequest, GatewayError, NotFound
+from ..core.model import AUTO_MODEL, Model
+from ..money.budget import RouteBudget
+from ..money.metering import Meter, Outcome
+from ..money.reserve import Reservations
+from ..routing.autoroute import AutoRouter, Decision
+from ..routing.catalog import Catalog
+from ..routing.plan import plan_route, strip_route_fields, unknown_model
+from ..routing.sessions import Sessions
+from ..store import KeyRecord
+from ..upstream.failover import Failover
+from .chat_stream import CLIENT_CLOSED, GONE, ChatStream, settle_stream
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReply:
+    completion: dict[str, Any]  # an OpenAI chat.completion object
+    headers: dict[str, str]  # the served model, fallbacks, limits, the auto tier
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """One chat request on its way: what was asked, where it may go, what happened."""
+
+    request: ChatRequest
+    models: list[Model]  # the route, in order
+    decision: Decision | None  # tokenroute/auto's, when it chose the route
+    outcome: Outcome
+    started: bool = False  # past admission: failures from here carry the route's headers
+
+    @property
+    def stream(self) -> bool:
+        return self.request.stream
+
+    def failure_headers(self) -> dict[str, str]:
+        """Headers for an error of this call, over the error's own."""
+        if not self.started:
+            return {}
+        fallbacks = {"x-tokenroute-fallbacks": str(len(self.outcome.attempts))}
+        return {**fallbacks, **auto_headers(self.decision)}
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        catalog: Catalog,
+        auto: AutoRouter,
+        sessions: Sessions,
+        limiter: RateLimiter,
+        reservations: Reservations,
+        meter: Meter,
+        failover: Failover,
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._auto = auto
+        self._sessions = sessions
+        self._limiter = limiter
+        self._reservations = reservations
+        self._meter = meter
+        self._failover = failover
+
+    # -- admission and the catalog ---------------------------------------------------------
+    def admit(self, key: KeyRecord) -> dict[str, str]:
+        """Count one request against the key's rate limit; its headers, or 429."""
+        return self._limiter.take(key)
+
+    def limit_headers(self, key: KeyRecord) -> dict[str, str]:
+        """The key's rate-limit headers without counting a request."""
+        return self._limiter.peek(key)
+
+    def models(self) -> list[Model]:
+        return sorted(self._catalog.listed(), key=lambda m: m.id)
+
+    def model(self, model_id: str) -> Model:
+        model = self._catalog.get(model_id)
+        if model is None:
+            raise unknown_model(model_id)
+        return model
+
+    def auto_tiers(self) -> dict[str, list[Model]] | None:
+        """What each tokenroute/auto tier is served by; None when auto-routing is off."""
+        return self._auto.tiers if self._auto.enabled else None
+
+    def explain(
+        self, key: KeyRecord, body: Any, session: str | None
+    ) -> tuple[dict[str, object], dict[str, str]]:
+        """What tokenroute/auto would do with a chat body, and its headers; no call, no charge."""
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        chat = parse_chat_request({**body, "model": AUTO_MODEL})
+        decision = self._decide(key, chat.body, session or _user(chat.body))
+        return decision.explain(), auto_headers(decision)
+
+    # -- a chat request --------------------------------------------------------------------
+    def prepare(
+        self, key: KeyRecord, body: Any, request_id: str, session: str | None, started: float
+    ) -> ChatCall:
+        """Validate the body and plan its route; `session` is the x-session-id header."""
+        chat = parse_chat_request(body)
+        decision = None
+        if chat.model == AUTO_MODEL:
+            session = session or _user(chat.body)
+            decision = self._decide(key, chat.body, session)
+            self._sessions.remember(key.id, session, decision.tier)
+        chosen = decision.models if decision else None
+        models = plan_route(chat.body, self._catalog, self._settings.routes, chosen)
+        chat = replace(chat, body=strip_route_fields(chat.body))
+        outcome = Outcome(
+            request_id=request_id,
+            key=key,
+            requested_model=chat.model,
+            model=models[0],
+            stream=chat.stream,
+            started=started,
+            messages=chat.messages,
+            tier=decision.tier if decision else None,
+            score=decision.score.score if decision else None,
+        )
+        return ChatCall(chat, models, decision, outcome)
+
+    async def complete(self, call: ChatCall) -> ChatReply:
+        """Run a non-streaming request to its settled end."""
+        outcome = call.outcome
+        call.started = True
+        try:
+            budget = await self._hold(call)
+            models, prepare = self._routed(call, budget)
+            model, completion = await self._failover.complete(models, prepare, outcome.attempts)
+        except GatewayError as error:
+            if outcome.hold is not None:  # refused before a hold (402) is not a request we ran
+                await self._failed(outcome, error.status, error.message)
+            raise
+        except trio.Cancelled:
+            await self._failed(outcome, CLIENT_CLOSED, GONE)
+            raise
+        outcome.model = model
+        outcome.usage, outcome.output_text = completion.usage, completion.output_text
+        outcome.first_byte_at = trio.current_time()
+        await self._meter.record(outcome)
+        return ChatReply(completion.data, self._served_headers(call, model, budget))
+
+    @asynccontextmanager
+    async def open_stream(self, call: ChatCall) -> AsyncIterator[ChatStream]:
+        """The stream of a streaming request, from its first byte until the block ends."""
+        key = call.outcome.key
+        self._limiter.open_stream(key)  # 429 at the key's cap, before anything is held
+        try:
+            async with AsyncExitStack() as stack:
+                outcome = call.outcome
+                call.started = True
+                try:
+                    budget = await self._hold(call)
+                    models, prepare = self._routed(call, budget)
+                    opened = self._failover.stream(models, prepare, outcome.attempts)
+                    model, upstream = await stack.enter_async_context(opened)
+                except GatewayError as error:
+                    if outcome.hold is not None:
+                        await self._failed(outcome, error.status, error.message)
+                    raise
+                except trio.Cancelled:
+                    await self._failed(outcome, CLIENT_CLOSED, GONE)
+                    raise
+                outcome.model = model
+                stream = ChatStream(upstream, self._served_headers(call, model, budget))
+                failure: BaseException | None = None
+                try:
+                    yield stream
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    await settle_stream(self._meter, outcome, upstream, failure)
+        finally:
+            self._limiter.close_stream(key)
+
+    # -- the steps -------------------------------------------------------------------------
+    def _decide(self, key: KeyRecord, body: dict[str, Any], session: str | None) -> Decision:
+        if not self._auto.enabled:
+            raise NotFound(
+                f"{AUTO_MODEL} has no models to route to: give models tiers in the config "
+                '([models."id"] tiers = [...]) or map them in [auto.models]',
+                param="model",
+            )
+        return self._auto.decide(body, self._sessions.tier(key.id, session))
+
+    async def _hold(self, call: ChatCall) -> RouteBudget:
+        outcome = call.outcome
+        outcome.hold, budget = await self._reservations.hold(
+            outcome.key.id, outcome.request_id, call.request, call.models
+        )
+        return budget
+
+    @staticmethod
+    def _routed(
+        call: ChatCall, budget: RouteBudget
+    ) -> tuple[list[Model], Callable[[Model], ChatRequest]]:
+        """The models the budget pays for, and the request each of them gets."""
+        models = [m for m in call.models if m.id in budget.limits]
+
+        def prepare(model: Model) -> ChatRequest:
+            return call.request.with_limit(budget.limits[model.id])
+
+        return models, prepare
+
+    def _served_headers(self, call: ChatCall, model: Model, budget: RouteBudget) -> dict[str, str]:
+        headers = {
+            **auto_headers(call.decision),
+            "x-tokenroute-model": model.id,
+            "x-tokenroute-provider": model.provider,
+            "x-tokenroute-fallbacks": str(len(call.outcome.attempts)),
+        }
+        limit = budget.limits.get(model.id)
+        if limit is not None:
+            headers["x-tokenroute-max-tokens"] = str(limit)
+        return headers
+
+    async def _failed(self, outcome: Outcome, status: int, message: str) -> None:
+        outcome.status, outcome.error = status, message
+        await self._meter.record(outcome)
+
+
+def auto_headers(decision: Decision | None) -> dict[str, str]:
+    """Why tokenroute/auto chose what it did."""
+    if decision is None:
+        return {}
+    return {"x-tokenroute-tier": decision.tier, "x-tokenroute-score": f"{decision.score.score:.2f}"}
+
+
+def _user(body: dict[str, Any]) -> str | None:
+    user = body.get("user")
+    return user if isinstance(user, str) and user else None

@@ -1,0 +1,161 @@
+"""Building the services once: the whole set for the server, or the operator's on a file.
+
+`build_services` is what the app factory calls; `Services.start` runs their
+background work (the store's writer, rate-limit housekeeping) in the app's nursery.
+`with_operator` runs an operation with the account services on the database file,
+without serving, for `tokenroute admin`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import outcome
+import trio
+
+from ..access.auth import KeyAuth
+from ..access.ratelimit import RateLimiter
+from ..core.config import Settings
+from ..core.errors import ConfigError
+from ..core.money import format_usd
+from ..money.metering import Meter
+from ..money.reserve import Reservations
+from ..money.tokens import TokenCounter
+from ..money.wallet import Wallets
+from ..providers import adapter_for
+from ..routing.autoroute import AutoRouter
+from ..routing.catalog import build_catalog
+from ..routing.sessions import Sessions
+from ..store import Store, StoreError, connect, migrate
+from ..store.db import schema_version
+from ..store.ledger import release_holds
+from ..upstream.cooldown import Cooldowns
+from ..upstream.failover import Failover
+from ..upstream.health import UpstreamHealth
+from ..upstream.relay import Relay
+from .accounts import AccountService
+from .chat import ChatService
+from .status import StatusService
+
+T = TypeVar("T")
+log = logging.getLogger("tokenroute")
+
+
+@dataclass
+class Services:
+    """What every surface calls, built once per server from the settings."""
+
+    settings: Settings
+    chat: ChatService
+    accounts: AccountService
+    status: StatusService
+    _store: Store
+    _relay: Relay
+    _limiter: RateLimiter
+    _housekeeping: trio.CancelScope
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Open the store (migrating it) and start the background work in `nursery`."""
+        await nursery.start(self._store.run)
+        released, amount = await self._store.write(release_holds)
+        if released:
+            log.warning(
+                "released %d holds ($%s) left by a gateway process that stopped without "
+                "settling them; the usage of those requests is unknown",
+                released,
+                format_usd(amount),
+            )
+        self._relay.open()
+        nursery.start_soon(self._keep_house)
+
+    async def stop(self) -> None:
+        """Stop background work, close upstream pools, let the writer commit what is queued."""
+        self._housekeeping.cancel()
+        await self._relay.aclose()
+        self._store.close()
+        await self._store.wait_stopped()
+
+    def cut_streams(self, reason: str) -> int:
+        """End every open stream with an error event (shutdown past its grace); how many."""
+        cutter = self._relay.cutter
+        open_reads = cutter.open_reads
+        cutter.cut(reason)
+        return open_reads
+
+    async def _keep_house(self) -> None:
+        with self._housekeeping:
+            await self._limiter.housekeeping()
+
+
+def build_services(settings: Settings) -> Services:
+    store = Store(settings.db_path)
+    wallets = Wallets(store)
+    tokens = TokenCounter()
+    catalog = build_catalog(settings)
+    relay = Relay(
+        {p.name: p for p in settings.providers},
+        {p.name: adapter_for(p) for p in settings.providers},
+    )
+    health = UpstreamHealth(Cooldowns(settings))
+    limiter = RateLimiter(settings)
+    auth = KeyAuth(store, settings.key_cache_seconds)
+    chat = ChatService(
+        settings=settings,
+        catalog=catalog,
+        auto=AutoRouter(catalog, settings.auto),
+        sessions=Sessions(settings.auto.session_seconds, clock=trio.current_time),
+        limiter=limiter,
+        reservations=Reservations(
+            wallets,
+            tokens,
+            default_cap=settings.max_output_tokens,
+            min_completion=settings.min_completion_tokens,
+        ),
+        meter=Meter(wallets, tokens),
+        failover=Failover(relay, health),
+    )
+    return Services(
+        settings=settings,
+        chat=chat,
+        accounts=AccountService(store, settings, auth, on_credit=wallets.refresh),
+        status=StatusService(settings, store, catalog, health),
+        _store=store,
+        _relay=relay,
+        _limiter=limiter,
+        _housekeeping=trio.CancelScope(),
+    )
+
+
+def migrate_database(settings: Settings) -> tuple[list[str], int]:
+    """Create or upgrade the schema: (migrations applied, schema version). Blocks: call it
+    before serving or in a thread. A database that cannot be opened is one line."""
+    try:
+        conn = connect(settings.db_path)
+        try:
+            return migrate(conn), schema_version(conn)
+        finally:
+            conn.close()
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+async def with_operator(
+    settings: Settings, operation: Callable[[AccountService], Awaitable[T]]
+) -> T:
+    """Run `operation` with the account services on the database file, without serving.
+
+    Its exception, if any, comes out as itself (not wrapped in a nursery's group).
+    """
+    await trio.to_thread.run_sync(migrate_database, settings)
+    store = Store(settings.db_path)
+    accounts = AccountService(store, settings, KeyAuth(store, settings.key_cache_seconds))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        try:
+            result = await outcome.acapture(operation, accounts)
+        finally:
+            store.close()
+    return result.unwrap()  # type: ignore[no-any-return]

@@ -1,0 +1,46 @@
+"""StatusService: whether the gateway can do its job right now, for `/readyz` and the operator."""
+
+from __future__ import annotations
+
+import trio
+
+from ..core.config import Settings
+from ..routing.catalog import Catalog
+from ..store import Store
+from ..upstream.health import UpstreamHealth
+
+READY_DEADLINE = 2.0  # seconds for the database to take a write
+
+
+class StatusService:
+    def __init__(
+        self, settings: Settings, store: Store, catalog: Catalog, health: UpstreamHealth
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._catalog = catalog
+        self._health = health
+
+    async def readiness(self) -> tuple[bool, dict[str, object]]:
+        """(ready, report): the database takes a write and at least one provider is enabled."""
+        database = "ok"
+        with trio.move_on_after(READY_DEADLINE) as scope:
+            try:
+                await self._store.ping()
+            except Exception as exc:
+                database = f"not writable: {exc}"
+        if scope.cancelled_caught:
+            database = f"not writable within {READY_DEADLINE:g} s"
+        providers = [p.name for p in self._settings.providers]
+        ready = database == "ok" and bool(providers)
+        report: dict[str, object] = {
+            "status": "ready" if ready else "not ready",
+            "database": database,
+            "providers": providers,
+            "models": len(self._catalog),
+            "upstreams": self._health.states(),
+            "queued_writes": self._store.queued,
+        }
+        if not providers:
+            report["reason"] = "no provider is enabled: set OPENAI_API_KEY or add [providers.*]"
+        return ready, report

@@ -1,0 +1,4 @@
+"""Calling providers: connection pools, streams, failover and upstream health.
+
+The only package that imports httpx.
+"""

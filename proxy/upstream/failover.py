@@ -1,0 +1,97 @@
+"""Trying a request's models in order until one answers, minding upstream health.
+
+A model whose upstream is cooling down is skipped; a failure that is the
+upstream's moves on to the next model and counts against its health; a failure
+caused by the request is returned at once (`health.judge` decides which is which).
+Only failures before the response starts move on. A stream is owned by the
+`stream` context manager: leaving it closes the upstream socket and reports how
+the stream ended, however it ended.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import trio
+
+from ..core.chat import ChatRequest
+from ..core.errors import GatewayError, UpstreamUnavailable
+from ..core.model import Model
+from ..providers.base import Completion
+from ..routing.plan import next_candidates
+from .health import UpstreamHealth
+from .relay import Relay
+from .stream import UpstreamStream
+
+T = TypeVar("T")
+Attempts = list[dict[str, object]]  # the failed attempts, in order: {"model", "status", "error"}
+
+
+class Failover:
+    def __init__(self, relay: Relay, health: UpstreamHealth) -> None:
+        self._relay = relay
+        self.health = health
+
+    async def complete(
+        self, models: list[Model], prepare: Callable[[Model], ChatRequest], attempts: Attempts
+    ) -> tuple[Model, Completion]:
+        """The first model that answers and its answer; failed attempts go into `attempts`."""
+        model, completion = await self._route(
+            models, lambda m: self._relay.complete(prepare(m), m), attempts
+        )
+        self.health.succeeded(model.id)
+        return model, completion
+
+    @asynccontextmanager
+    async def stream(
+        self, models: list[Model], prepare: Callable[[Model], ChatRequest], attempts: Attempts
+    ) -> AsyncIterator[tuple[Model, UpstreamStream]]:
+        """The first model whose stream starts, and that stream, until the block ends."""
+        model, stream = await self._route(
+            models, lambda m: self._relay.open_stream(prepare(m), m), attempts
+        )
+        read_through = False
+        try:
+            yield model, stream
+            read_through = stream.finished
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            self.health.ended(model.id, stream.state.error, finished=read_through)
+
+    async def _route(
+        self, models: list[Model], call: Callable[[Model], Awaitable[T]], attempts: Attempts
+    ) -> tuple[Model, T]:
+        queue, cooling = list(models), []
+        last: GatewayError | None = None
+        while queue:
+            model = queue.pop(0)
+            if not self.health.available(model.id):
+                cooling.append(model)
+                continue
+            try:
+                result = await call(model)
+            except GatewayError as error:
+                attempts.append({"model": model.id, "status": error.status, "error": error.message})
+                verdict = self.health.failed(model.id, error)
+                if not verdict.move_on:
+                    raise
+                last = error
+                rest = next_candidates(models, model, larger_window=verdict.context)
+                queue = [m for m in rest if m in queue]
+                continue
+            except BaseException:
+                self.health.released(model.id)
+                raise
+            return model, result
+        if last is not None:
+            raise last
+        wait = min(self.health.cooldowns.retry_in(m.id) for m in cooling)
+        raise UpstreamUnavailable(
+            f"every upstream for {models[0].id} is cooling down after failures; "
+            f"retry in {math.ceil(wait)} s",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
