@@ -27,7 +27,7 @@ ESTIMATE_DEADLINE = 5.0  # seconds; past it, fall back to ~4 characters a token
 
 @dataclass(slots=True)
 class Outcome:
-    """What happened to one request, gathered by the edge as it goes."""
+    """What happened to one request, gathered by the chat service as it goes."""
 
     request_id: str
     key: KeyRecord

@@ -136,9 +136,11 @@ class AccountService:
             raise BadRequest("burst must be at least 1", param="burst")
         if max_streams is not None and max_streams < 0:
             raise BadRequest("max_streams must be at least 0", param="max_streams")
-        return await self._write(
+        limits = await self._write(
             books.set_limits, key_id, tier=tier, rps=rps, burst=burst, max_streams=max_streams
         )
+        self._auth.invalidate()  # the key's next request is limited by its new limits
+        return limits
 
     async def check(self) -> BooksCheck:
         """Whether every balance equals its ledger and every cost has its debit."""
