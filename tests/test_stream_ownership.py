@@ -45,9 +45,7 @@ async def services(nursery: trio.Nursery, gateway_settings: Settings) -> AsyncIt
 
 async def one_stream_key(services: Services) -> KeyRecord:
     await services.accounts.create_user("owner@example.com")
-    new = await services.accounts.create_key(
-        "owner@example.com", "k", credit=usd_to_units("1")
-    )
+    new = await services.accounts.create_key("owner@example.com", "k", credit=usd_to_units("1"))
     await services.accounts.set_limits(new.record.id, max_streams=1)  # a leaked slot shows
     return await services.accounts.authenticate(f"Bearer {new.raw}")
 
