@@ -150,17 +150,10 @@ class ChatService:
         """Run a non-streaming request to its settled end."""
         outcome = call.outcome
         call.started = True
-        try:
+        async with self._unanswered(outcome):
             budget = await self._hold(call)
             models, prepare = self._routed(call, budget)
             model, completion = await self._failover.complete(models, prepare, outcome.attempts)
-        except GatewayError as error:
-            if outcome.hold is not None:  # refused before a hold (402) is not a request we ran
-                await self._failed(outcome, error.status, error.message)
-            raise
-        except trio.Cancelled:
-            await self._failed(outcome, CLIENT_CLOSED, GONE)
-            raise
         outcome.model = model
         outcome.usage, outcome.output_text = completion.usage, completion.output_text
         outcome.first_byte_at = trio.current_time()
@@ -176,18 +169,11 @@ class ChatService:
             async with AsyncExitStack() as stack:
                 outcome = call.outcome
                 call.started = True
-                try:
+                async with self._unanswered(outcome):
                     budget = await self._hold(call)
                     models, prepare = self._routed(call, budget)
                     opened = self._failover.stream(models, prepare, outcome.attempts)
                     model, upstream = await stack.enter_async_context(opened)
-                except GatewayError as error:
-                    if outcome.hold is not None:
-                        await self._failed(outcome, error.status, error.message)
-                    raise
-                except trio.Cancelled:
-                    await self._failed(outcome, CLIENT_CLOSED, GONE)
-                    raise
                 outcome.model = model
                 stream = ChatStream(upstream, self._served_headers(call, model, budget))
                 failure: BaseException | None = None
@@ -241,6 +227,19 @@ class ChatService:
         if limit is not None:
             headers["x-tokenroute-max-tokens"] = str(limit)
         return headers
+
+    @asynccontextmanager
+    async def _unanswered(self, outcome: Outcome) -> AsyncIterator[None]:
+        """Until an upstream answers: a failure or the client leaving is the request's end."""
+        try:
+            yield
+        except GatewayError as error:
+            if outcome.hold is not None:  # refused before a hold (402) is not a request we ran
+                await self._failed(outcome, error.status, error.message)
+            raise
+        except trio.Cancelled:
+            await self._failed(outcome, CLIENT_CLOSED, GONE)
+            raise
 
     async def _failed(self, outcome: Outcome, status: int, message: str) -> None:
         outcome.status, outcome.error = status, message
