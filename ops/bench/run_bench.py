@@ -373,8 +373,20 @@ def clean_env() -> dict[str, str]:
 
 # --------------------------------------------------------------------- the bench
 class Bench:
-    def __init__(self, a: argparse.Namespace, out: Path, tmp: Path) -> None:
+    """One gateway build against the fake upstream. `cli` runs the build's CLI (default: the
+    installed `tokenroute`), from `repo` with `env` added when given (compare.py runs two checkouts)."""
+
+    def __init__(
+        self,
+        a: argparse.Namespace,
+        out: Path,
+        tmp: Path,
+        cli: list[str] | None = None,
+        repo: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.a, self.out, self.tmp = a, out, tmp
+        self.cli, self.repo, self.cli_env = cli or tokenroute_cmd(), repo, env or {}
         self.records: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {}
         self.wrk = ensure_wrk()
@@ -407,33 +419,34 @@ class Bench:
         wait_ready(self.upstream, self.up_url + "/health", 20)
 
     def make_key(self) -> None:
-        env = clean_env()
+        env = {**clean_env(), **self.cli_env}
+        cwd = str(self.repo) if self.repo else None
         db = ["--db", str(self.db), "--json"]
         user = ["admin", "create-user", "--email", "bench@example.com"]
         key = ["admin", "create-key", "--email", "bench@example.com", "--name", "bench", "--credit", "1000000"]
-        subprocess.run([*tokenroute_cmd(), *user, *db], check=True, env=env, capture_output=True, timeout=60)
+        subprocess.run([*self.cli, *user, *db], check=True, env=env, capture_output=True, timeout=60, cwd=cwd)
         p = subprocess.run(
-            [*tokenroute_cmd(), *key, *db], check=True, env=env, capture_output=True, text=True, timeout=60
+            [*self.cli, *key, *db], check=True, env=env, capture_output=True, text=True, timeout=60, cwd=cwd
         )
         made = json.loads(p.stdout.strip().splitlines()[-1])
         self.key = made["raw"]
         # limits stay on (every request is counted) but high enough not to throttle the load
         limits = ["admin", "set-limits", "--key", made["id"], *BENCH_LIMITS]
-        subprocess.run([*tokenroute_cmd(), *limits, *db], check=True, env=env, capture_output=True, timeout=60)
+        subprocess.run([*self.cli, *limits, *db], check=True, env=env, capture_output=True, timeout=60, cwd=cwd)
         if self.a.hold_max_connections:
             self.config = self.tmp / "tokenroute.toml"
             self.config.write_text(f"[providers.openai]\nmax_connections = {self.a.hold_max_connections}\n")
 
     def start_gateway(self, tag: str, base_path: str = "/v1", config: Path | None = None) -> Proc:
-        env = clean_env()
+        env = {**clean_env(), **self.cli_env}
         env.update(OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=self.up_url + base_path, TOKENROUTE_SHUTDOWN_GRACE="5")
         if self.a.gateway_log_level:
             env["TOKENROUTE_LOG_LEVEL"] = self.a.gateway_log_level
-        cmd = [*tokenroute_cmd(), "serve", "--db", str(self.db), "--host", "127.0.0.1", "--port", str(self.gw_port)]
+        cmd = [*self.cli, "serve", "--db", str(self.db), "--host", "127.0.0.1", "--port", str(self.gw_port)]
         if config is not None:
             cmd += ["--config", str(config)]
-        self.gw_commit = git_commit()
-        gw = Proc(f"gateway-{tag}", cmd, env, self.out / f"gateway-{tag}.log", cwd=str(self.tmp))
+        self.gw_commit = git_commit(self.repo or REPO)
+        gw = Proc(f"gateway-{tag}", cmd, env, self.out / f"gateway-{tag}.log", cwd=str(self.repo or self.tmp))
         wait_ready(gw, self.gw_url + "/healthz", 60)
         return gw
 
@@ -746,10 +759,10 @@ def collect_meta(a: argparse.Namespace, b: Bench) -> dict[str, Any]:
     }
 
 
-def git_commit() -> str | None:
+def git_commit(repo: Path = REPO) -> str | None:
     """The checkout the gateway runs from (an editable install: code may change between starts)."""
     with contextlib.suppress(Exception):
-        cmd = ["git", "-C", str(REPO), "describe", "--always", "--dirty"]
+        cmd = ["git", "-C", str(repo), "describe", "--always", "--dirty"]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip() or None
     return None
 
@@ -1137,8 +1150,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
-def main() -> int:
-    a = parse_args()
+def prepare_process() -> None:
+    """Raise the open-files limit (bursts of streams) and turn SIGTERM/SIGINT into KeyboardInterrupt
+    so the caller's `finally: stop_all()` runs."""
     try:
         import resource
 
@@ -1153,6 +1167,11 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)  # also when started in the background with SIGINT ignored
+
+
+def main() -> int:
+    a = parse_args()
+    prepare_process()
     out = Path(a.out) if a.out else HERE / "out" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="tokenroute-bench-"))

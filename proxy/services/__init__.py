@@ -23,6 +23,7 @@ __all__ = [
     "Credit",
     "KeyRecord",
     "NewKey",
+    "OpenChatStream",
     "Services",
     "StatusService",
     "StreamDone",

@@ -5,16 +5,15 @@ the upstreams with failover, and settle: all here, once. A surface authenticates
 admits the key (`admit`), calls `prepare`, then `complete` for a typed reply or
 `open_stream` for typed stream events, and renders them in its wire format.
 
-A stream is owned by the `open_stream` context manager: its exit releases the
-stream slot, closes the upstream socket, reports the upstream's health and settles
-the hold, whether the stream was read to the end, failed mid-way, was abandoned
-by its client, or never read at all.
+A stream is owned by what `open_stream` returns, an async context manager: its exit
+releases the stream slot, closes the upstream socket, reports the upstream's health
+and settles the hold, whether the stream was read to the end, failed mid-way, was
+abandoned by its client, or never read at all (see `chat_stream`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +22,7 @@ import trio
 from ..access.ratelimit import RateLimiter
 from ..core.chat import ChatRequest, parse_chat_request
 from ..core.config import Settings
-from ..core.errors import BadRequest, GatewayError, NotFound
+from ..core.errors import BadRequest, NotFound
 from ..core.model import AUTO_MODEL, Model
 from ..money.budget import RouteBudget
 from ..money.metering import Meter, Outcome
@@ -33,8 +32,8 @@ from ..routing.catalog import Catalog
 from ..routing.plan import plan_route, strip_route_fields, unknown_model
 from ..routing.sessions import Sessions
 from ..store import KeyRecord
-from ..upstream.failover import Failover
-from .chat_stream import CLIENT_CLOSED, GONE, ChatStream, settle_stream
+from ..upstream.failover import Failover, OpenStream
+from .chat_stream import OpenChatStream, Unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +149,7 @@ class ChatService:
         """Run a non-streaming request to its settled end."""
         outcome = call.outcome
         call.started = True
-        async with self._unanswered(outcome):
+        async with Unanswered(self._meter, outcome):
             budget = await self._hold(call)
             models, prepare = self._routed(call, budget)
             model, completion = await self._failover.complete(models, prepare, outcome.attempts)
@@ -160,32 +159,17 @@ class ChatService:
         await self._meter.record(outcome)
         return ChatReply(completion.data, self._served_headers(call, model, budget))
 
-    @asynccontextmanager
-    async def open_stream(self, call: ChatCall) -> AsyncIterator[ChatStream]:
-        """The stream of a streaming request, from its first byte until the block ends."""
-        key = call.outcome.key
-        self._limiter.open_stream(key)  # 429 at the key's cap, before anything is held
-        try:
-            async with AsyncExitStack() as stack:
-                outcome = call.outcome
-                call.started = True
-                async with self._unanswered(outcome):
-                    budget = await self._hold(call)
-                    models, prepare = self._routed(call, budget)
-                    opened = self._failover.stream(models, prepare, outcome.attempts)
-                    model, upstream = await stack.enter_async_context(opened)
-                outcome.model = model
-                stream = ChatStream(upstream, self._served_headers(call, model, budget))
-                failure: BaseException | None = None
-                try:
-                    yield stream
-                except BaseException as exc:
-                    failure = exc
-                    raise
-                finally:
-                    await settle_stream(self._meter, outcome, upstream, failure)
-        finally:
-            self._limiter.close_stream(key)
+    def open_stream(self, call: ChatCall) -> OpenChatStream:
+        """The owner of a streaming request's stream: `async with` it for the events."""
+
+        async def start() -> tuple[OpenStream, dict[str, str]]:
+            call.started = True
+            budget = await self._hold(call)
+            models, prepare = self._routed(call, budget)
+            opened = await self._failover.open_stream(models, prepare, call.outcome.attempts)
+            return opened, self._served_headers(call, opened.model, budget)
+
+        return OpenChatStream(call.outcome, self._limiter, self._meter, start)
 
     # -- the steps -------------------------------------------------------------------------
     def _decide(self, key: KeyRecord, body: dict[str, Any], session: str | None) -> Decision:
@@ -227,23 +211,6 @@ class ChatService:
         if limit is not None:
             headers["x-tokenroute-max-tokens"] = str(limit)
         return headers
-
-    @asynccontextmanager
-    async def _unanswered(self, outcome: Outcome) -> AsyncIterator[None]:
-        """Until an upstream answers: a failure or the client leaving is the request's end."""
-        try:
-            yield
-        except GatewayError as error:
-            if outcome.hold is not None:  # refused before a hold (402) is not a request we ran
-                await self._failed(outcome, error.status, error.message)
-            raise
-        except trio.Cancelled:
-            await self._failed(outcome, CLIENT_CLOSED, GONE)
-            raise
-
-    async def _failed(self, outcome: Outcome, status: int, message: str) -> None:
-        outcome.status, outcome.error = status, message
-        await self._meter.record(outcome)
 
 
 def auto_headers(decision: Decision | None) -> dict[str, str]:

@@ -3,16 +3,15 @@
 A model whose upstream is cooling down is skipped; a failure that is the
 upstream's moves on to the next model and counts against its health; a failure
 caused by the request is returned at once (`health.judge` decides which is which).
-Only failures before the response starts move on. A stream is owned by the
-`stream` context manager: leaving it closes the upstream socket and reports how
-the stream ended, however it ended.
+Only failures before the response starts move on. A stream that started is an
+`OpenStream`, owned by the `async with` around it: leaving it closes the upstream
+socket and reports how the stream ended, however it ended.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
@@ -30,6 +29,30 @@ T = TypeVar("T")
 Attempts = list[dict[str, object]]  # the failed attempts, in order: {"model", "status", "error"}
 
 
+class OpenStream:
+    """An upstream stream that has started, owned by the `async with` block around it.
+
+    Leaving the block closes the upstream socket and gives the upstream its verdict,
+    whether the stream was read to the end, failed, or was left unread.
+    """
+
+    __slots__ = ("_health", "model", "stream")
+
+    def __init__(self, model: Model, stream: UpstreamStream, health: UpstreamHealth) -> None:
+        self.model = model
+        self.stream = stream
+        self._health = health
+
+    async def __aenter__(self) -> OpenStream:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        finished = exc is None and self.stream.finished
+        with trio.CancelScope(shield=True):
+            await self.stream.aclose()
+        self._health.ended(self.model.id, self.stream.state.error, finished=finished)
+
+
 class Failover:
     def __init__(self, relay: Relay, health: UpstreamHealth) -> None:
         self._relay = relay
@@ -45,22 +68,14 @@ class Failover:
         self.health.succeeded(model.id)
         return model, completion
 
-    @asynccontextmanager
-    async def stream(
+    async def open_stream(
         self, models: list[Model], prepare: Callable[[Model], ChatRequest], attempts: Attempts
-    ) -> AsyncIterator[tuple[Model, UpstreamStream]]:
-        """The first model whose stream starts, and that stream, until the block ends."""
+    ) -> OpenStream:
+        """The first model whose stream starts, and that stream; `async with` it at once."""
         model, stream = await self._route(
             models, lambda m: self._relay.open_stream(prepare(m), m), attempts
         )
-        read_through = False
-        try:
-            yield model, stream
-            read_through = stream.finished
-        finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            self.health.ended(model.id, stream.state.error, finished=read_through)
+        return OpenStream(model, stream, self.health)
 
     async def _route(
         self, models: list[Model], call: Callable[[Model], Awaitable[T]], attempts: Attempts
