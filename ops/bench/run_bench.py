@@ -437,17 +437,26 @@ class Bench:
             self.config = self.tmp / "tokenroute.toml"
             self.config.write_text(f"[providers.openai]\nmax_connections = {self.a.hold_max_connections}\n")
 
-    def start_gateway(self, tag: str, base_path: str = "/v1", config: Path | None = None) -> Proc:
+    def start_gateway(
+        self,
+        tag: str,
+        base_path: str = "/v1",
+        config: Path | None = None,
+        wrap: list[str] | None = None,
+        ready: float = 60.0,
+    ) -> Proc:
+        """Start `tokenroute serve` (under `wrap`, e.g. valgrind, when given) and wait for /healthz."""
         env = {**clean_env(), **self.cli_env}
         env.update(OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=self.up_url + base_path, TOKENROUTE_SHUTDOWN_GRACE="5")
         if self.a.gateway_log_level:
             env["TOKENROUTE_LOG_LEVEL"] = self.a.gateway_log_level
-        cmd = [*self.cli, "serve", "--db", str(self.db), "--host", "127.0.0.1", "--port", str(self.gw_port)]
+        cmd = [*(wrap or []), *self.cli, "serve", "--db", str(self.db), "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.gw_port)]
         if config is not None:
             cmd += ["--config", str(config)]
         self.gw_commit = git_commit(self.repo or REPO)
         gw = Proc(f"gateway-{tag}", cmd, env, self.out / f"gateway-{tag}.log", cwd=str(self.repo or self.tmp))
-        wait_ready(gw, self.gw_url + "/healthz", 60)
+        wait_ready(gw, self.gw_url + "/healthz", ready)
         return gw
 
     # ---- load steps

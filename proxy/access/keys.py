@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 
@@ -10,6 +11,7 @@ PREFIX = "sk-tr-"
 _ALPHABET = string.ascii_letters + string.digits
 _RANDOM_CHARS = 40  # ~238 bits
 _DISPLAY_CHARS = 4
+_SHAPE = re.compile(r"sk-tr-[A-Za-z0-9]{32,}")  # what a key of ours can look like
 
 
 def generate_key() -> str:
@@ -26,5 +28,4 @@ def display_prefix(raw: str) -> str:
 
 
 def looks_like_key(raw: str) -> bool:
-    body = raw[len(PREFIX) :]
-    return raw.startswith(PREFIX) and len(body) >= 32 and all(c in _ALPHABET for c in body)
+    return _SHAPE.fullmatch(raw) is not None

@@ -1,4 +1,4 @@
-"""The chat vocabulary every layer speaks: a parsed request view and token usage.
+"""The chat vocabulary every layer speaks: a parsed request view, usage, stream events.
 
 The request body stays a dict: the gateway reads only the fields it needs (`model`,
 `messages`, `stream`, `stream_options`, the completion limit, `n`) and passes every
@@ -14,10 +14,11 @@ from typing import Any
 
 import orjson
 
-from .errors import BadRequest
+from .errors import BadRequest, GatewayError
 
 # The client's completion limit, in order of precedence.
 LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+Chunk = dict[str, Any]  # an OpenAI chat.completion.chunk object
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +49,37 @@ class ChatRequest:
 
     @property
     def limit_field(self) -> str | None:
-        """The field the client put its limit in, if any."""
-        return next((f for f in LIMIT_FIELDS if f in self.body), None)
+        """The field the client put its limit in, if any (in `LIMIT_FIELDS` order)."""
+        body = self.body
+        if "max_completion_tokens" in body:
+            return "max_completion_tokens"
+        return "max_tokens" if "max_tokens" in body else None
 
     def with_limit(self, limit: int | None) -> ChatRequest:
         """This request with a lower completion limit (None keeps the client's)."""
         return self if limit is None else replace(self, completion_limit=limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunks:
+    """Stream event: the chunks one upstream read brought, in order."""
+
+    items: list[Chunk]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDone:
+    """Stream event, the last: the answer is complete."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFailed:
+    """Stream event, the last: the upstream failed (or the gateway is shutting down)."""
+
+    error: GatewayError
+
+
+StreamEvent = Chunks | StreamDone | StreamFailed
 
 
 def parse_json(data: bytes) -> Any:

@@ -7,6 +7,7 @@ raises `ConfigError` with one line naming the setting.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,11 +110,13 @@ class Settings:
     auto: AutoSettings = field(default_factory=AutoSettings)
 
     def tier(self, name: str | None) -> TierSettings:
-        wanted = name or self.default_tier
-        found = next((t for t in self.tiers if t.name == wanted), None)
-        if found is None:
-            found = next((t for t in self.tiers if t.name == self.default_tier), DEFAULT_TIER)
-        return found
+        """The named tier; the default one for a key with none, or with one no longer defined."""
+        tiers = self._tiers_by_name
+        return tiers.get(name or self.default_tier) or tiers.get(self.default_tier, DEFAULT_TIER)
+
+    @functools.cached_property
+    def _tiers_by_name(self) -> dict[str, TierSettings]:
+        return {t.name: t for t in self.tiers}
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)

@@ -16,11 +16,9 @@ from typing import Any
 
 import orjson
 
-from ..core.chat import Usage
+from ..core.chat import Chunk, Usage
 from ..core.errors import GatewayError, UpstreamError
 from ..core.sse import Decoder, Event
-
-Chunk = dict[str, Any]  # an OpenAI chat.completion.chunk object
 
 
 @dataclass(slots=True)

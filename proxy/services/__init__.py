@@ -5,10 +5,11 @@ package and `proxy.core`, never the store, the upstream relay or the money
 internals: every rule lives here once.
 """
 
+from ..core.chat import Chunks, StreamDone, StreamEvent, StreamFailed
 from ..store import KeyRecord, UserRecord
 from .accounts import AccountService, BooksCheck, Credit, NewKey
 from .chat import ChatCall, ChatReply, ChatService
-from .chat_stream import ChatStream, Chunks, StreamDone, StreamEvent, StreamFailed
+from .chat_stream import ChatStream, OpenChatStream
 from .factory import Services, build_services, migrate_database, with_operator
 from .status import StatusService
 

@@ -2,8 +2,8 @@
 
 `ChatService.open_stream` returns an `OpenChatStream`; `async with` it to start the
 stream (hold, route, the upstream's first byte) and get a `ChatStream` of typed
-events: `Chunks` (the OpenAI chunks one upstream read brought), then exactly one of
-`StreamDone` or `StreamFailed`. Leaving the block releases everything the stream
+events (`core.chat`): `Chunks` (the OpenAI chunks one upstream read brought), then
+exactly one of `StreamDone` or `StreamFailed`. Leaving the block releases everything the stream
 holds (its settlement, the upstream socket and verdict, the key's stream slot),
 whether the stream was read to the end, failed, was abandoned by its client, or was
 never read at all. The owners are plain classes, not generators: nothing depends on
@@ -12,15 +12,14 @@ a generator having been started or closed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trio
 
 from ..access.ratelimit import RateLimiter
+from ..core.chat import StreamEvent
 from ..core.errors import GatewayError
 from ..money.metering import Meter, Outcome
-from ..providers.stream import Chunk
 from ..upstream.failover import OpenStream
 from ..upstream.stream import UpstreamStream
 
@@ -28,44 +27,17 @@ CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
 GONE = "the client went away"
 
 
-@dataclass(frozen=True, slots=True)
-class Chunks:
-    items: list[Chunk]  # OpenAI chat.completion.chunk objects, in order
-
-
-@dataclass(frozen=True, slots=True)
-class StreamDone:
-    """The answer is complete."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamFailed:
-    error: GatewayError  # the upstream failed (or the gateway is shutting down) mid-stream
-
-
-StreamEvent = Chunks | StreamDone | StreamFailed
-
-
 class ChatStream:
     """Iterate once for the events; `headers` belong on the response that carries them."""
+
+    __slots__ = ("_upstream", "headers")
 
     def __init__(self, upstream: UpstreamStream, headers: dict[str, str]) -> None:
         self.headers = headers
         self._upstream = upstream
-        self._over = False
 
-    def __aiter__(self) -> ChatStream:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        if self._over:
-            raise StopAsyncIteration
-        try:
-            return Chunks(await self._upstream.__anext__())
-        except StopAsyncIteration:
-            self._over = True
-            error = self._upstream.state.error
-            return StreamDone() if error is None else StreamFailed(error)
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._upstream  # the events come straight from the upstream's reads
 
 
 class Unanswered:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import httpx2 as httpx
 import trio
 
+from ..core.chat import Chunk, Chunks, StreamDone, StreamEvent, StreamFailed
 from ..core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from ..providers.stream import Chunk, StreamTranslator
+from ..providers.stream import StreamTranslator
 
 
 class StreamCutter:
@@ -49,7 +50,8 @@ class StreamCutter:
 
 
 class UpstreamStream:
-    """The client's chunks as upstream reads bring them; `state` says how it ended.
+    """The stream's events as upstream reads bring them: `Chunks`, then `StreamDone` or
+    `StreamFailed`; `state` says what the stream carried and how it ended.
 
     Events already buffered from one upstream read come out as one batch, and one
     cancel scope (shutdown cut + idle deadline) covers each batch: under load this,
@@ -72,7 +74,8 @@ class UpstreamStream:
         self._idle = idle_timeout
         self._cutter = cutter
         self._upstream_closed = False
-        self._finished = False  # read to the end, with no error
+        self._ending: list[StreamEvent] | None = None  # the last events, once the reading is over
+        self._finished = False  # the upstream closed cleanly and every chunk came out
 
     @property
     def finished(self) -> bool:
@@ -81,19 +84,24 @@ class UpstreamStream:
     def __aiter__(self) -> UpstreamStream:
         return self
 
-    async def __anext__(self) -> list[Chunk]:
+    async def __anext__(self) -> StreamEvent:
         state = self.state
         while not self._upstream_closed and state.error is None:
             batch = await self._read()
             if batch:
                 if self.first_byte_at is None:
                     self.first_byte_at = trio.current_time()
-                return batch
-        if state.error is None and not self._finished:
-            self._finished = True
-            batch = self.translator.finish()
-            if batch:
-                return batch
+                return Chunks(batch)
+        ending = self._ending
+        if ending is None:
+            ending = self._ending = []
+            tail = self.translator.finish() if state.error is None else []
+            if tail:
+                ending.append(Chunks(tail))
+            self._finished = state.error is None
+            ending.append(StreamDone() if state.error is None else StreamFailed(state.error))
+        if ending:
+            return ending.pop(0)
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
