@@ -77,7 +77,10 @@ def counters(pid: int, out: Path, name: str) -> dict[str, int]:
     dump = max(out.glob(f"cg.{pid}.out.*"), key=lambda p: p.stat().st_mtime)
     total = int(re.search(r"^summary: (\d+)", dump.read_text(), re.M).group(1))  # type: ignore[union-attr]
     annotated = subprocess.run(
-        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(dump)], capture_output=True, text=True, timeout=300
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(dump)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     ).stdout
     gc = re.search(r"^\s*([\d,]+) .*gcmodule\.c:gc_collect_main ", annotated, re.M)
     return {"instructions": total, "gc": int(gc.group(1).replace(",", "")) if gc else 0}
