@@ -17,6 +17,7 @@ from proxy.access import keys as apikeys
 from proxy.core.config import Settings, load_settings
 from proxy.core.money import usd_to_units
 from proxy.server import serve
+from proxy.services import Services, build_services
 from proxy.store import accounts as acc
 from proxy.store import connect, migrate
 from proxy.store.ledger import transaction
@@ -132,6 +133,23 @@ async def gateway(
     nursery: trio.Nursery, gateway_settings: Settings
 ) -> AsyncIterator[RunningGateway]:
     async with running_gateway(nursery, gateway_settings) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_services(nursery: trio.Nursery, settings: Settings) -> AsyncIterator[Services]:
+    """The services the gateway runs on, started on a real database file, without HTTP."""
+    services = build_services(settings)
+    await services.start(nursery)
+    try:
+        yield services
+    finally:
+        await services.stop()
+
+
+@pytest.fixture
+async def services(nursery: trio.Nursery, gateway_settings: Settings) -> AsyncIterator[Services]:
+    async with running_services(nursery, gateway_settings) as running:
         yield running
 
 

@@ -27,8 +27,8 @@ from proxy.services import (
     StreamDone,
     StreamEvent,
     StreamFailed,
-    build_services,
 )
+from tests.conftest import running_services
 from tests.fakes.openai_upstream import FakeOpenAI
 
 BODY = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -37,10 +37,10 @@ BODY = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": 
 @pytest.fixture
 async def services(nursery: trio.Nursery, gateway_settings: Settings) -> AsyncIterator[Services]:
     # A cooled upstream is probed again at once: a probe that leaks blocks the next request.
-    built = build_services(replace(gateway_settings, cooldown_seconds=0.0))
-    await built.start(nursery)
-    yield built
-    await built.stop()
+    async with running_services(
+        nursery, replace(gateway_settings, cooldown_seconds=0.0)
+    ) as running:
+        yield running
 
 
 async def one_stream_key(services: Services) -> KeyRecord:

@@ -71,7 +71,7 @@ class Wallets:
         self._ids = itertools.count(1)
         self._boot = secrets.token_hex(4)
         self._books: _Books | None = None  # open until the writer takes it
-        store.on_external_change(self.refresh)
+        store.on_external_change(self._changed_elsewhere)
 
     async def available(self, key_id: str) -> int:
         return (await self._wallet(key_id)).available
@@ -138,22 +138,39 @@ class Wallets:
             if record.key_id is not None:
                 self._forget_if_idle(record.key_id, wallet)
 
-    def refresh(self) -> None:
-        """Another process changed the database: re-read every known balance, in order."""
-        if not self._wallets:
-            return
-        ids = list(self._wallets)
+    def refresh(self, key_ids: list[str] | None = None) -> trio.Event:
+        """Re-read balances (every known one by default) in order with our own settlements.
+
+        Called when another process changed the database, or when this one moved credit
+        (`reload`). The re-read is applied on the writer's callback, in order with the
+        settlements committed around it, so neither is counted twice; the event is set
+        once it is applied.
+        """
+        applied = trio.Event()
+        ids = [k for k in (self._wallets if key_ids is None else key_ids) if k in self._wallets]
+        if not ids:
+            applied.set()
+            return applied
 
         def reread(found: dict[str, int] | None, error: BaseException | None) -> None:
             if error is not None or found is None:
                 log.error("could not re-read balances: %s", error)
-                return
-            for key_id in ids:
-                wallet = self._wallets.get(key_id)
-                if wallet is not None and key_id in found:
-                    wallet.committed = found[key_id]
+            else:
+                for key_id in ids:
+                    wallet = self._wallets.get(key_id)
+                    if wallet is not None and key_id in found:
+                        wallet.committed = found[key_id]
+            applied.set()
 
         self._store.submit(balances, ids, on_done=reread)
+        return applied
+
+    def _changed_elsewhere(self) -> None:
+        self.refresh()  # another process wrote to the database (e.g. `tokenroute admin grant`)
+
+    async def reload(self, key_id: str) -> None:
+        """Credit moved by this process: spendable once this returns."""
+        await self.refresh([key_id]).wait()
 
     async def _wallet(self, key_id: str) -> Wallet:
         wallet = self._wallets.get(key_id)

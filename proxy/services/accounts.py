@@ -10,7 +10,7 @@ bad input), so each surface renders them its own way.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -55,12 +55,12 @@ class AccountService:
         store: Store,
         settings: Settings,
         auth: KeyAuth,
-        on_credit: Callable[[], None] | None = None,
+        on_credit: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._auth = auth
-        self._on_credit = on_credit  # balances changed by this process: spendable at once
+        self._on_credit = on_credit  # a key's balance moved here: make it spendable at once
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
         """The active key an `Authorization: Bearer sk-tr-...` header names, or 401."""
@@ -107,7 +107,7 @@ class AccountService:
         kind = "grant" if amount > 0 else "adjustment"
         balance = await self._write(books.credit, key_id, amount, kind=kind, actor=actor, note=note)
         if self._on_credit is not None:
-            self._on_credit()
+            await self._on_credit(key_id)
         return Credit(key_id, kind, amount, balance)
 
     async def ledger(self, key_id: str, limit: int) -> list[dict[str, object]]:

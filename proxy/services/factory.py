@@ -120,7 +120,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         chat=chat,
-        accounts=AccountService(store, settings, auth, on_credit=wallets.refresh),
+        accounts=AccountService(store, settings, auth, on_credit=wallets.reload),
         status=StatusService(settings, store, catalog, health),
         _store=store,
         _relay=relay,
