@@ -24,7 +24,7 @@ from proxy.core.errors import (
 from proxy.core.model import Model, Price, Rates
 from proxy.providers.anthropic import JSON_ONLY, AnthropicAdapter
 from proxy.providers.anthropic_stream import AnthropicStream
-from proxy.providers.base import Completion, upstream_error
+from proxy.providers.base import Completion, error_message
 from tests.fakes.anthropic_upstream import FakeAnthropic, error_envelope, sse
 from tests.wire import wire
 
@@ -241,7 +241,7 @@ def test_stop_reasons(stop_reason: str, finish_reason: str) -> None:
 
 @pytest.mark.parametrize(("body", "said"), [
     (b"<html>bad gateway</html>", "anthropic sent a response that is not JSON"),
-    (orjson.dumps(error_envelope("api_error", "Internal")), "anthropic failed: Internal"),
+    (orjson.dumps(error_envelope("api_error", "Boo")), "anthropic failed with HTTP 500: Boo"),
     (b'{"type": "completion"}', "anthropic sent a response that is not a message")])  # fmt: skip
 def test_bad_response_bodies_are_upstream_errors(body: bytes, said: str) -> None:
     with pytest.raises(UpstreamError) as caught:
@@ -251,9 +251,9 @@ def test_bad_response_bodies_are_upstream_errors(body: bytes, said: str) -> None
 
 def test_error_message() -> None:
     envelope = orjson.dumps(error_envelope("overloaded_error", "Overloaded"))
-    assert ADAPTER.error_message(envelope) == "Overloaded"
-    assert ADAPTER.error_message(b"upstream connect error") == "upstream connect error"
-    assert ADAPTER.error_message(b"") is None
+    assert error_message(envelope) == "Overloaded"
+    assert error_message(b"upstream connect error") == "upstream connect error"
+    assert error_message(b"") is None
 
 
 # -- streams ----------------------------------------------------------------------------------
@@ -343,7 +343,9 @@ def test_stream_error_event(error_type: str, expected: type[GatewayError]) -> No
     stream, parsed = run_stream(TEXT_PART + failed + delta(0, "text_delta", "text", "never"), 5)
     error = stream.state.error
     assert type(error) is expected and error.message.startswith("anthropic ")
-    assert error.message.endswith(": Boom")
+    assert error.detail is not None and error.detail.endswith(": Boom")  # for the operator
+    # the client reads the upstream's words, but not about the gateway's own rate limits
+    assert error.message.endswith(": Boom") == (expected is not RateLimited)
     assert deltas(parsed)[-1] == ({"content": "lo"}, None)  # nothing after the error
     assert stream.state.usage is None and not stream.state.done
 
@@ -439,8 +441,7 @@ async def complete(fake: FakeAnthropic, **body: Any) -> Completion:
     async with httpx.AsyncClient() as http:
         response = await http.post(fake.url + sent.path, headers=sent.headers, content=sent.body)
     if response.status_code != 200:
-        message = ADAPTER.error_message(response.content)
-        raise upstream_error(response.status_code, message, None, "anthropic")
+        raise ADAPTER.error(response.status_code, response.content, None)
     return ADAPTER.chat_response(response.content, MODEL)
 
 

@@ -23,7 +23,7 @@ from proxy.core.chat import Usage, parse_chat_request
 from proxy.core.errors import BadRequest, GatewayError, RateLimited, UpstreamError
 from proxy.core.model import Model, Price, Rates
 from proxy.core.sse import Decoder
-from proxy.providers.base import upstream_error
+from proxy.providers.base import error_message
 from proxy.providers.google import SKIP_SIGNATURE, GoogleAdapter
 from proxy.providers.stream import StreamState
 from tests.fakes.gemini_upstream import SIGNATURE, FakeGemini
@@ -366,10 +366,10 @@ def test_failed_responses(body: bytes, error: type[GatewayError], words: str) ->
 
 def test_error_message() -> None:
     envelope = {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}
-    assert ADAPTER.error_message(orjson.dumps(envelope)) == "Quota exceeded"
-    assert ADAPTER.error_message(orjson.dumps([envelope])) == "Quota exceeded"
-    assert ADAPTER.error_message(b"  upstream exploded  ") == "upstream exploded"
-    assert ADAPTER.error_message(b"") is None
+    assert error_message(orjson.dumps(envelope)) == "Quota exceeded"
+    assert error_message(orjson.dumps([envelope])) == "Quota exceeded"
+    assert error_message(b"  upstream exploded  ") == "upstream exploded"
+    assert error_message(b"") is None
 
 
 # -- streams ---------------------------------------------------------------------------------
@@ -548,16 +548,13 @@ async def test_fake_errors_use_googles_envelope(
     error, code = reply.json()["error"], status if key else 401
     assert reply.status_code == error["code"] == code and error["message"]
     names = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED"}
-    assert (
-        error["status"] == names[code] and ADAPTER.error_message(reply.content) == error["message"]
-    )
-    retry_after = reply.headers.get("retry-after")
-    gateway = upstream_error(code, ADAPTER.error_message(reply.content), retry_after, "google")
+    assert error["status"] == names[code] and error_message(reply.content) == error["message"]
+    gateway = ADAPTER.error(code, reply.content, reply.headers.get("retry-after"))
     if code == 429:
         assert isinstance(gateway, RateLimited) and gateway.headers == {"Retry-After": "7"}
-    assert (error["message"] in gateway.message) == (
-        code != 401
-    )  # the operator's key stays private
+    # the operator's key and quota stay private; the operator reads the words in the detail
+    assert (error["message"] in gateway.message) == (code == 503)
+    assert gateway.detail is not None and error["message"] in gateway.detail
 
 
 async def stream_through(fake: FakeGemini, wait: float = 5) -> tuple[Chunks, StreamState, str]:

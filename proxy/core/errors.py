@@ -2,8 +2,11 @@
 
 Errors are values: status and type come from the class (or, for `HTTPProblem`, the
 constructor) and nothing changes them after they are raised; extra headers are given
-when one is made. Surfaces render them in their wire format (OpenAI's envelope on
-`/v1`, see `proxy.http.openai_wire`).
+when one is made. Each error also says whose fault it is (`Fault`): only an upstream's
+own failures may change what other requests get (its cooldown), and the text of an
+upstream's account problems is kept for the operator (`detail`), away from tenants.
+Surfaces render errors in their wire format (OpenAI's envelope on `/v1`, see
+`proxy.http.openai_wire`).
 
 GatewayError
  ├── BadRequest              400 invalid_request_error
@@ -24,6 +27,7 @@ GatewayError
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
@@ -33,9 +37,19 @@ class ConfigError(Exception):
     """A bad setting; the message is one line that names it."""
 
 
+class Fault(enum.Enum):
+    """Whose failure an error is, which decides what it may change beyond its own request."""
+
+    REQUEST = "request"  # the client's request: nothing shared changes
+    UPSTREAM = "upstream"  # the upstream failed, timed out or is busy: it counts against its health
+    ACCOUNT = "account"  # the gateway's own account or key at the provider: tenants see no detail
+    GATEWAY = "gateway"  # our own limits or shutdown: the next model may serve; no one is blamed
+
+
 class GatewayError(Exception):
     status: ClassVar[int] = 500
     type: ClassVar[str] = "server_error"
+    default_fault: ClassVar[Fault] = Fault.REQUEST
 
     def __init__(
         self,
@@ -44,13 +58,18 @@ class GatewayError(Exception):
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
         upstream_status: int | None = None,
+        fault: Fault | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
+        self.message = message  # what the client sees
         self.param = param
         self.headers: Mapping[str, str] = MappingProxyType(dict(headers or {}))
-        # the upstream's HTTP status when it answered with an error (its health is judged by it)
+        # the upstream's HTTP status when it answered with an error
         self.upstream_status = upstream_status
+        self.fault = fault or self.default_fault
+        # the upstream's own words, for the operator's log and pages, never for a tenant
+        self.detail = detail
 
 
 class BadRequest(GatewayError):
@@ -122,6 +141,7 @@ class InternalError(GatewayError):
 class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
+    default_fault = Fault.UPSTREAM
 
 
 class UpstreamUnavailable(UpstreamError):

@@ -20,16 +20,18 @@ from typing import Any
 import orjson
 
 from ..core.chat import ChatRequest
-from ..core.errors import BadRequest, UpstreamError
+from ..core.errors import BadRequest, GatewayError, UpstreamError
 from ..core.model import Model
 from .anthropic_stream import (
     AnthropicStream,
+    error_from_anthropic,
+    fault,
     finish_reason,
     openai_usage,
     read_counts,
     usage_from_counts,
 )
-from .base import Completion, UpstreamRequest, error_message, load_object
+from .base import Completion, UpstreamRequest, load_object, read_refusal, upstream_error
 
 API_VERSION = "2023-06-01"  # see the module docstring before moving it
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires a limit; OpenAI clients often send none
@@ -58,8 +60,7 @@ class AnthropicAdapter:
     def chat_response(self, body: bytes, model: Model) -> Completion:
         data = load_object(body, self.provider)
         if isinstance(data, dict) and data.get("type") == "error":
-            said = error_message(body)
-            raise UpstreamError(f"{self.provider} failed" + (f": {said}" if said else ""))
+            raise error_from_anthropic(self.provider, data.get("error"))
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise UpstreamError(f"{self.provider} sent a response that is not a message")
         texts: list[str] = []
@@ -110,8 +111,9 @@ class AnthropicAdapter:
     def chat_stream(self, chat: ChatRequest, model: Model) -> AnthropicStream:
         return AnthropicStream(self.provider, model.id, chat.include_usage)
 
-    def error_message(self, body: bytes) -> str | None:
-        return error_message(body)
+    def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
+        refusal = read_refusal(status, body)
+        return upstream_error(refusal, retry_after, self.provider, fault(refusal))
 
 
 # -- the request ------------------------------------------------------------------------------

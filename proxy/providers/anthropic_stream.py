@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.chat import Usage
-from ..core.errors import GatewayError
+from ..core.errors import Fault, GatewayError
 from ..core.sse import Event
-from .base import upstream_error
+from .base import Refusal, common_fault, refusal_from, upstream_error
 from .stream import Chunk, StreamTranslator
 
 FINISH_REASONS = {
@@ -40,6 +40,11 @@ ERROR_STATUS = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
+# Anthropic's documented answer (HTTP 400) when the operator's account is out of credit.
+CREDIT_TOO_LOW = (
+    "Your credit balance is too low to access the Anthropic API. "
+    "Please go to Plans & Billing to upgrade or purchase credits."
+)
 USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -81,12 +86,20 @@ def openai_usage(usage: Usage) -> dict[str, Any]:
     }
 
 
+def fault(refusal: Refusal) -> Fault:
+    """Whose fault an Anthropic error is: `billing_error`, or the whole of Anthropic's
+    credit message (never a word of it that a request could get echoed), is the
+    operator's account."""
+    if refusal.type == "billing_error" or (refusal.message or "").strip() == CREDIT_TOO_LOW:
+        return Fault.ACCOUNT
+    return common_fault(refusal)
+
+
 def error_from_anthropic(provider: str, error: Any) -> GatewayError:
     """Map an error object ({"type", "message"}) as if it came with its usual HTTP status."""
     error = error if isinstance(error, dict) else {}
-    status = ERROR_STATUS.get(error.get("type"), 502)
-    message = error.get("message")
-    return upstream_error(status, str(message) if message else None, None, provider)
+    refusal = refusal_from(ERROR_STATUS.get(error.get("type"), 502), error)
+    return upstream_error(refusal, None, provider, fault(refusal))
 
 
 class AnthropicStream(StreamTranslator):

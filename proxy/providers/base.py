@@ -16,6 +16,7 @@ import orjson
 from ..core.chat import ChatRequest, Usage
 from ..core.errors import (
     BadRequest,
+    Fault,
     GatewayError,
     PayloadTooLarge,
     RateLimited,
@@ -44,6 +45,17 @@ class Completion:
     output_text: str  # the generated text, for an estimate when usage is None
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What an upstream said when it refused a request: the parts of its error envelope."""
+
+    status: int
+    message: str | None = None
+    type: str | None = None  # error.type (OpenAI, Anthropic); error.status (Google)
+    code: str | None = None  # error.code (OpenAI-compatible servers)
+    reasons: tuple[str, ...] = ()  # Google's ErrorInfo reasons (e.g. API_KEY_INVALID)
+
+
 class Adapter(Protocol):
     provider: str
 
@@ -55,11 +67,13 @@ class Adapter(Protocol):
 
     def chat_stream(self, chat: ChatRequest, model: Model) -> StreamTranslator: ...
 
-    def error_message(self, body: bytes) -> str | None: ...
+    def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
+        """The error for an upstream's HTTP error response."""
+        ...
 
 
-def error_message(body: bytes) -> str | None:
-    """The message of an upstream's error body, whichever provider's envelope it is in.
+def read_refusal(status: int, body: bytes) -> Refusal:
+    """An upstream's error body, whichever provider's envelope it is in.
 
     OpenAI, Anthropic and Google all say `{"error": {"message": ...}}` (Google's
     streaming endpoint wraps it in a one-element array); some servers say
@@ -73,13 +87,48 @@ def error_message(body: bytes) -> str | None:
         data = data[0]
     if isinstance(data, dict):
         error = data.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])[:MESSAGE_CHARS]
+        if isinstance(error, dict):
+            return refusal_from(status, error)
         if isinstance(error, str):
-            return error[:MESSAGE_CHARS]
+            return Refusal(status, error[:MESSAGE_CHARS])
         if isinstance(data.get("message"), str):
-            return str(data["message"])[:MESSAGE_CHARS]
-    return body.decode("utf-8", errors="replace").strip()[:EXCERPT_CHARS] or None
+            return Refusal(status, str(data["message"])[:MESSAGE_CHARS])
+    excerpt = body.decode("utf-8", errors="replace").strip()[:EXCERPT_CHARS]
+    return Refusal(status, excerpt or None)
+
+
+def refusal_from(status: int, error: dict[str, Any]) -> Refusal:
+    """A refusal from an error object already decoded (an envelope's, or a stream event's)."""
+    message, code = error.get("message"), error.get("code")
+    kind = error.get("type") if isinstance(error.get("type"), str) else error.get("status")
+    details = error.get("details")
+    reasons = tuple(
+        str(d["reason"])
+        for d in (details if isinstance(details, list) else ())
+        if isinstance(d, dict) and isinstance(d.get("reason"), str)
+    )
+    return Refusal(
+        status,
+        str(message)[:MESSAGE_CHARS] if message else None,
+        kind if isinstance(kind, str) else None,
+        code if isinstance(code, str) else None,
+        reasons,
+    )
+
+
+def error_message(body: bytes) -> str | None:
+    """The message of an upstream's error body (see `read_refusal`)."""
+    return read_refusal(0, body).message
+
+
+def common_fault(refusal: Refusal) -> Fault:
+    """Whose fault an HTTP error is, by status alone (each adapter refines it first)."""
+    status = refusal.status
+    if status in (401, 402, 403):
+        return Fault.ACCOUNT  # the gateway's key or the operator's account
+    if status == 404 or status == 429 or status >= 500:
+        return Fault.UPSTREAM  # the model the catalog names is not served; busy; broken
+    return Fault.REQUEST
 
 
 def not_json(provider: str) -> UpstreamError:
@@ -95,35 +144,48 @@ def load_object(body: bytes, provider: str) -> Any:
 
 
 def upstream_error(
-    status: int, message: str | None, retry_after: str | None, provider: str
+    refusal: Refusal, retry_after: str | None, provider: str, fault: Fault
 ) -> GatewayError:
-    """Map an upstream's HTTP error to what our client sees.
+    """Map an upstream's refusal to what our client sees.
 
-    Errors caused by the request itself keep their message; errors about the
-    gateway's own provider account never reveal it.
+    The upstream's own words always go to `detail`, for the operator. The client reads
+    them only when they are about its own request or a plain outage: about the
+    gateway's account or its rate limits (organisation ids, limits, credit) it reads a
+    neutral sentence.
     """
-    said = f": {message}" if message else ""
-    if status in (400, 422):
-        return BadRequest(f"{provider} rejected the request{said}", upstream_status=status)
-    if status == 413:
-        return PayloadTooLarge(
-            f"{provider} rejected the request as too large{said}", upstream_status=status
-        )
-    if status in (401, 403):
+    status = refusal.status
+    said = f": {refusal.message}" if refusal.message else ""
+    detail = (
+        f"HTTP {status}"
+        + (f" {refusal.code or refusal.type}" if refusal.code or refusal.type else "")
+        + said
+    )
+    common = {"upstream_status": status, "fault": fault, "detail": detail}
+    if fault is Fault.ACCOUNT:
         return UpstreamError(
-            f"{provider} refused the gateway's credentials; tell the operator",
-            upstream_status=status,
+            f"{provider} refused the gateway's account or credentials; tell the operator",
+            **common,
         )
-    if status == 404:
-        return UpstreamError(f"{provider} does not serve this model{said}", upstream_status=status)
+    if status == 429 and fault is Fault.REQUEST:
+        return PayloadTooLarge(
+            f"the request is over {provider}'s per-minute token limit for the gateway: "
+            "send less input or ask for fewer completion tokens",
+            **common,
+        )
     if status == 429:
         return RateLimited(
-            f"{provider} is rate limiting requests{said}",
+            f"{provider} is rate limiting the gateway; retry later",
             headers={"Retry-After": retry_after} if retry_after else None,
-            upstream_status=status,
+            **common,
         )
+    if status in (400, 422):
+        return BadRequest(f"{provider} rejected the request{said}", **common)
+    if status == 413:
+        return PayloadTooLarge(f"{provider} rejected the request as too large{said}", **common)
+    if status == 404:
+        return UpstreamError(f"{provider} does not serve this model{said}", **common)
     if status in (503, 529):
-        return UpstreamUnavailable(f"{provider} is unavailable{said}", upstream_status=status)
+        return UpstreamUnavailable(f"{provider} is unavailable{said}", **common)
     if status == 504:
-        return UpstreamTimeout(f"{provider} timed out{said}", upstream_status=status)
-    return UpstreamError(f"{provider} failed with HTTP {status}{said}", upstream_status=status)
+        return UpstreamTimeout(f"{provider} timed out{said}", **common)
+    return UpstreamError(f"{provider} failed with HTTP {status}{said}", **common)

@@ -19,13 +19,14 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import orjson
 
 from ..core.chat import ChatRequest, Usage
-from ..core.errors import BadRequest, UpstreamError
+from ..core.errors import BadRequest, GatewayError, UpstreamError
 from ..core.model import Model
-from .base import Completion, UpstreamRequest, error_message, load_object
+from .base import Completion, UpstreamRequest, load_object, read_refusal, upstream_error
 from .google_stream import (
     GoogleStream,
     completion_id,
     error_from_google,
+    fault,
     finish_reason,
     prompt_blocked,
     read_parts,
@@ -123,8 +124,9 @@ class GoogleAdapter:
     def chat_stream(self, chat: ChatRequest, model: Model) -> GoogleStream:
         return GoogleStream(self.provider, model.id, chat.include_usage)
 
-    def error_message(self, body: bytes) -> str | None:
-        return error_message(body)
+    def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
+        refusal = read_refusal(status, body)
+        return upstream_error(refusal, retry_after, self.provider, fault(refusal))
 
 
 # -- the request -----------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from ..core.chat import Usage
-from ..core.errors import BadRequest, GatewayError
+from ..core.errors import BadRequest, Fault, GatewayError
 from ..core.sse import Event
-from .base import upstream_error
+from .base import Refusal, common_fault, refusal_from, upstream_error
 from .stream import Chunk, StreamTranslator
 
 FINISH_REASONS = {
@@ -45,6 +45,8 @@ ERROR_STATUS = {
     "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
 }
+# Canonical statuses about the caller's project rather than its request.
+ACCOUNT_STATUSES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "FAILED_PRECONDITION")
 
 
 def finish_reason(reason: Any, made_calls: bool) -> str:
@@ -121,14 +123,22 @@ def completion_id(response_id: Any) -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
+def fault(refusal: Refusal) -> Fault:
+    """Whose fault a Google error is: an invalid key (its ErrorInfo reason), a refused
+    project or a failed precondition (billing, region) is the operator's account."""
+    if "API_KEY_INVALID" in refusal.reasons or refusal.type in ACCOUNT_STATUSES:
+        return Fault.ACCOUNT
+    return common_fault(refusal)
+
+
 def error_from_google(provider: str, error: Any) -> GatewayError:
     """Map Google's error object ({"code", "message", "status"}) as its HTTP status would be."""
     error = error if isinstance(error, dict) else {"message": error}
     code = error.get("code")
     if not (isinstance(code, int) and 400 <= code < 600):
         code = ERROR_STATUS.get(error.get("status"), 502)
-    message = error.get("message")
-    return upstream_error(code, str(message) if message else None, None, provider)
+    refusal = refusal_from(code, error)
+    return upstream_error(refusal, None, provider, fault(refusal))
 
 
 def prompt_blocked(provider: str, data: dict[str, Any]) -> BadRequest | None:

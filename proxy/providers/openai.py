@@ -13,11 +13,23 @@ from typing import Any
 import orjson
 
 from ..core.chat import ChatRequest, usage_from_openai
-from ..core.errors import GatewayError, UpstreamError
+from ..core.errors import Fault, GatewayError, UpstreamError
 from ..core.model import Model
 from ..core.sse import Event
-from .base import Completion, UpstreamRequest, error_message, load_object, upstream_error
+from .base import (
+    Completion,
+    Refusal,
+    UpstreamRequest,
+    common_fault,
+    load_object,
+    read_refusal,
+    refusal_from,
+    upstream_error,
+)
 from .stream import Chunk, StreamTranslator
+
+# OpenAI's 429 for a request that is by itself over the organisation's per-minute token limit.
+REQUEST_TOO_LARGE = "Request too large for "
 
 
 class OpenAIAdapter:
@@ -52,8 +64,24 @@ class OpenAIAdapter:
     def chat_stream(self, chat: ChatRequest, model: Model) -> OpenAIStream:
         return OpenAIStream(self.provider, model.id, chat.include_usage)
 
-    def error_message(self, body: bytes) -> str | None:
-        return error_message(body)
+    def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
+        refusal = read_refusal(status, body)
+        return upstream_error(refusal, retry_after, self.provider, fault(refusal))
+
+
+def fault(refusal: Refusal) -> Fault:
+    """Whose fault an OpenAI-compatible error is, by OpenAI's documented codes.
+
+    `insufficient_quota` is the operator's account; a 429 whose message starts with
+    OpenAI's "Request too large for" is the request's own size, not the upstream's
+    load. The start of a message is the provider's template: a client cannot put it
+    there, so no tenant can make one upstream look broken to the others.
+    """
+    if "insufficient_quota" in (refusal.code, refusal.type):
+        return Fault.ACCOUNT
+    if refusal.status == 429 and (refusal.message or "").startswith(REQUEST_TOO_LARGE):
+        return Fault.REQUEST
+    return common_fault(refusal)
 
 
 class OpenAIStream(StreamTranslator):
@@ -91,11 +119,12 @@ class OpenAIStream(StreamTranslator):
 
 def _stream_error(provider: str, error: Any) -> GatewayError:
     if isinstance(error, dict):
-        message = error.get("message")
         code = error.get("code")
         status = code if isinstance(code, int) and 400 <= code < 600 else 502
-        return upstream_error(status, str(message) if message else None, None, provider)
-    return upstream_error(502, str(error), None, provider)
+        refusal = refusal_from(status, error)
+    else:
+        refusal = Refusal(502, str(error))
+    return upstream_error(refusal, None, provider, fault(refusal))
 
 
 def _message_texts(choices: list[Any]) -> list[str]:

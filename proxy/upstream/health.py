@@ -12,23 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.errors import GatewayError, UpstreamUnavailable
+from ..core.errors import Fault, GatewayError
 from .cooldown import Cooldowns
 
+# A request over a model's window moves on to a larger one; this touches nothing shared.
 _CONTEXT_WORDS = (
     "context length",
     "context_length",
     "context window",
     "too long",
     "maximum context",
-)
-_ACCOUNT_WORDS = (
-    "insufficient_quota",
-    "credit balance",
-    "billing",
-    "exceeded your current quota",
-    "api key not valid",  # Google answers a bad key with 400
-    "api_key_invalid",
 )
 
 
@@ -42,18 +35,25 @@ class Verdict:
 
 
 def judge(error: GatewayError) -> Verdict:
-    """What a failed attempt means for the route and for the upstream's health."""
-    status = error.upstream_status
-    message = error.message.lower()
-    retry_after = _seconds(error.headers.get("Retry-After"))
-    if status is None:  # no answer: connection, timeout, or our own pool was full
-        return Verdict(move_on=True, cool=not isinstance(error, UpstreamUnavailable))
-    if status in (401, 402, 403) or any(w in message for w in _ACCOUNT_WORDS):
+    """What a failed attempt means for the route and for the upstream's health.
+
+    Only the upstream's own failures (no answer, 5xx, its rate limits, a refused key
+    or account, a model it does not serve) count against its health, which every key
+    shares. A failure caused by the request (our own validation, an upstream's 400
+    about the request) changes nothing shared: it moves on only to a model that may
+    take the same request (another adapter, a larger window).
+    """
+    fault = error.fault
+    if fault is Fault.ACCOUNT:
         return Verdict(move_on=True, cool=True, account=True)
-    if status == 429 or status >= 500:
-        return Verdict(move_on=True, cool=True, retry_after=retry_after if status == 429 else None)
-    if status == 404:  # the provider does not serve a model the catalog lists
-        return Verdict(move_on=True, cool=True)
+    if fault is Fault.UPSTREAM:
+        retry_after = error.headers.get("Retry-After") if error.upstream_status == 429 else None
+        return Verdict(move_on=True, cool=True, retry_after=_seconds(retry_after))
+    if fault is Fault.GATEWAY:
+        return Verdict(move_on=True, cool=False)
+    if error.upstream_status is None:  # our adapter refused it: another provider's may not
+        return Verdict(move_on=True, cool=False)
+    message = error.message.lower()
     if any(w in message for w in _CONTEXT_WORDS):
         return Verdict(move_on=True, cool=False, context=True)
     return Verdict(move_on=False, cool=False)
@@ -74,7 +74,7 @@ class UpstreamHealth:
         if verdict.cool:
             self.cooldowns.failed(
                 upstream,
-                error.message,
+                error.detail or error.message,
                 retry_after=verdict.retry_after,
                 account_problem=verdict.account,
             )

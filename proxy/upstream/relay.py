@@ -17,9 +17,9 @@ import httpx2 as httpx
 
 from ..core.chat import ChatRequest
 from ..core.config import ProviderSettings
-from ..core.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ..core.errors import Fault, GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ..core.model import Model
-from ..providers.base import Adapter, Completion, UpstreamRequest, upstream_error
+from ..providers.base import Adapter, Completion, UpstreamRequest
 from .stream import StreamCutter, UpstreamStream, why
 
 CONNECTIONS_PER_SHARD = 64  # keeps httpcore's per-acquire scan of a pool short
@@ -147,7 +147,8 @@ class Relay:
                     raise UpstreamError(f"{model.provider} connection failed: {why(exc)}") from exc
             except httpx.PoolTimeout as exc:
                 raise UpstreamUnavailable(
-                    f"too many requests in flight to {model.provider}; try again shortly"
+                    f"too many requests in flight to {model.provider}; try again shortly",
+                    fault=Fault.GATEWAY,
                 ) from exc
             except httpx.ConnectTimeout as exc:
                 raise UpstreamTimeout(
@@ -168,12 +169,7 @@ class Relay:
     def _error(
         self, model: Model, adapter: Adapter, response: httpx.Response, body: bytes
     ) -> GatewayError:
-        return upstream_error(
-            response.status_code,
-            adapter.error_message(body),
-            response.headers.get("retry-after"),
-            model.provider,
-        )
+        return adapter.error(response.status_code, body, response.headers.get("retry-after"))
 
 
 async def _read_body(response: httpx.Response) -> bytes:

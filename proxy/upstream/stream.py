@@ -13,7 +13,7 @@ import httpx2 as httpx
 import trio
 
 from ..core.chat import Chunk, Chunks, StreamDone, StreamEvent, StreamFailed
-from ..core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ..core.errors import Fault, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ..providers.stream import StreamTranslator
 
 
@@ -133,7 +133,7 @@ class UpstreamStream:
         if scope.cancelled_caught:
             reason = self._cutter.reason
             state.error = (
-                UpstreamUnavailable(reason)
+                UpstreamUnavailable(reason, fault=Fault.GATEWAY)
                 if reason
                 else UpstreamTimeout(f"the upstream sent nothing for {self._idle:g} s mid-stream")
             )
