@@ -23,6 +23,9 @@ from proxy.store import connect, migrate
 from proxy.store.ledger import transaction
 from tests.fakes.openai_upstream import FakeOpenAI
 
+INTERNAL_SECRET = "operator-secret-for-tests-0001"  # X-Internal-Secret: the operator's view
+OPERATOR = {"x-internal-secret": INTERNAL_SECRET}
+
 
 @dataclass
 class RunningGateway:
@@ -97,7 +100,11 @@ def gateway_env(fake_openai: FakeOpenAI) -> dict[str, str]:
 @pytest.fixture
 def gateway_settings(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
     return load_settings(
-        {**gateway_env, "TOKENROUTE_SHUTDOWN_GRACE": "2"},
+        {
+            **gateway_env,
+            "TOKENROUTE_SHUTDOWN_GRACE": "2",
+            "TOKENROUTE_INTERNAL_SECRET": INTERNAL_SECRET,
+        },
         None,
         {"db_path": tmp_path / "tokenroute.db", "port": 0},
     )

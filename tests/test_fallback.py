@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from proxy.core.config import load_settings
-from tests.conftest import RunningGateway, running_gateway
+from tests.conftest import INTERNAL_SECRET, OPERATOR, RunningGateway, running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 
 HI = [{"role": "user", "content": "hi"}]
@@ -57,14 +57,16 @@ async def routed(
     primary, backup = upstreams
     config = tmp_path / "tokenroute.toml"
     config.write_text(CONFIG.format(primary=primary.url, backup=backup.url))
-    settings = load_settings({}, config, {"db_path": tmp_path / "gw.db", "port": 0})
+    env = {"TOKENROUTE_INTERNAL_SECRET": INTERNAL_SECRET}
+    settings = load_settings(env, config, {"db_path": tmp_path / "gw.db", "port": 0})
     async with running_gateway(nursery, settings) as gateway:
         yield gateway
 
 
 async def readyz(gateway: RunningGateway) -> dict[str, object]:
     async with httpx.AsyncClient() as client:
-        return orjson.loads((await client.get(gateway.url + "/readyz")).content)  # type: ignore[no-any-return]
+        ready = await client.get(gateway.url + "/readyz", headers=OPERATOR)
+        return orjson.loads(ready.content)  # type: ignore[no-any-return]
 
 
 async def test_a_429_falls_back_and_cools_the_upstream_down(

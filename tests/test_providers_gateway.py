@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from proxy.core.config import load_settings
-from tests.conftest import RunningGateway, running_gateway
+from tests.conftest import INTERNAL_SECRET, OPERATOR, RunningGateway, running_gateway
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -69,7 +69,7 @@ class World:
     async def upstreams(self) -> dict[str, dict[str, Any]]:
         """Each upstream's health as /readyz reports it."""
         async with httpx.AsyncClient() as http:
-            ready = await http.get(self.gateway.url + "/readyz")
+            ready = await http.get(self.gateway.url + "/readyz", headers=OPERATOR)
         return orjson.loads(ready.content)["upstreams"]  # type: ignore[no-any-return]
 
 
@@ -87,6 +87,7 @@ async def world(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[World]:
         "GEMINI_BASE_URL": gemini.url,
         "OPENAI_API_KEY": "sk-oa-test",
         "OPENAI_BASE_URL": openai_fake.url + "/v1",
+        "TOKENROUTE_INTERNAL_SECRET": INTERNAL_SECRET,
     }
     settings = load_settings(env, config, {"db_path": tmp_path / "gw.db", "port": 0})
     async with running_gateway(nursery, settings) as gateway:

@@ -28,7 +28,7 @@ from proxy.services import (
     StreamEvent,
     StreamFailed,
 )
-from tests.conftest import running_services
+from tests.conftest import INTERNAL_SECRET, running_services
 from tests.fakes.openai_upstream import FakeOpenAI
 
 BODY = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -58,7 +58,7 @@ async def cool_down(services: Services, fake: FakeOpenAI, key: KeyRecord) -> Non
         with pytest.raises(UpstreamError):
             await services.chat.complete(call)
     fake.status = 200
-    [state] = (await services.status.readiness())[1]["upstreams"].values()  # type: ignore[union-attr]
+    [state] = (await services.status.readiness(INTERNAL_SECRET))[1]["upstreams"].values()  # type: ignore[union-attr]
     assert "fake failure 500" in state["last_error"]  # cooled for 0 s: the next call probes
 
 

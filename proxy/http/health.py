@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from ..services import Services
 from .openai_wire import JSON
@@ -18,7 +18,7 @@ def health_blueprint(services: Services) -> Blueprint:
 
     @bp.get("/readyz")
     async def readyz() -> Response:
-        ready, report = await services.status.readiness()
+        ready, report = await services.status.readiness(request.headers.get("x-internal-secret"))
         return Response(orjson.dumps(report), status=200 if ready else 503, content_type=JSON)
 
     return bp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import trio
 
+from ..access.internal import internal_secret_matches
 from ..core.config import Settings
 from ..routing.catalog import Catalog
 from ..store import Store
@@ -21,8 +22,13 @@ class StatusService:
         self._catalog = catalog
         self._health = health
 
-    async def readiness(self) -> tuple[bool, dict[str, object]]:
-        """(ready, report): the database takes a write and at least one provider is enabled."""
+    async def readiness(self, internal_secret: str | None = None) -> tuple[bool, dict[str, object]]:
+        """(ready, report): the database takes a write and at least one provider is enabled.
+
+        Everyone may see the states; the upstreams' last errors (which can name the
+        operator's provider account) only a caller with the internal secret.
+        """
+        details = internal_secret_matches(self._settings.internal_secret, internal_secret)
         database = "ok"
         with trio.move_on_after(READY_DEADLINE) as scope:
             try:
@@ -38,7 +44,7 @@ class StatusService:
             "database": database,
             "providers": providers,
             "models": len(self._catalog),
-            "upstreams": self._health.states(),
+            "upstreams": self._health.states(details=details),
             "queued_writes": self._store.queued,
         }
         if not providers:

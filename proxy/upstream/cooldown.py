@@ -102,16 +102,19 @@ class Cooldowns:
             window.clear()
             log.warning("upstream %s: cooling down for %.0f s after %s", upstream, period, reason)
 
-    def states(self) -> dict[str, dict[str, object]]:
-        """Each upstream seen so far, for /readyz."""
+    def states(self, *, details: bool = False) -> dict[str, dict[str, object]]:
+        """Each upstream seen so far, for /readyz; its last error only for the operator
+        (`details`): an upstream's words can name the operator's account."""
         now = self._clock()
         out: dict[str, dict[str, object]] = {}
         for upstream, health in sorted(self._health.items()):
             cooling = health.cooling_until > now
-            out[upstream] = {
+            state: dict[str, object] = {
                 "state": "cooling" if cooling else "probing" if health.probing else "healthy",
                 "retry_in_seconds": round(health.cooling_until - now, 1) if cooling else 0,
                 "recent_failures": len(health.failures),
-                "last_error": health.last_error,
             }
+            if details:
+                state["last_error"] = health.last_error
+            out[upstream] = state
         return out

@@ -98,8 +98,8 @@ class UpstreamHealth:
         else:
             self.released(upstream)
 
-    def states(self) -> dict[str, dict[str, object]]:
-        return self.cooldowns.states()
+    def states(self, *, details: bool = False) -> dict[str, dict[str, object]]:
+        return self.cooldowns.states(details=details)
 
 
 def _seconds(value: str | None) -> float | None:
