@@ -92,7 +92,7 @@ class Responder:
         await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def error(self, error: GatewayError, context: Mapping[str, str] | None = None) -> None:
-        await self.body(*render_error(error, context))
+        await self.body(*render_error(error, context, self._request_id))
 
     async def stream(
         self,

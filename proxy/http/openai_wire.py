@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..core.errors import GatewayError
+from ..core.errors import Fault, GatewayError
 from ..core.model import Model
 from ..core.sse import DONE, encode_data
 from ..services import Chunks, StreamEvent, StreamFailed
@@ -25,20 +25,23 @@ STREAM_HEADERS = {
 }
 
 
-def error_body(error: GatewayError) -> dict[str, object]:
-    body: dict[str, object] = {"message": error.message, "type": error.type, "code": error.status}
+def error_body(error: GatewayError, request_id: str | None = None) -> dict[str, object]:
+    message = error.message
+    if request_id and error.fault is Fault.ACCOUNT:  # the operator finds the details by it
+        message += f"; quote request id {request_id}"
+    body: dict[str, object] = {"message": message, "type": error.type, "code": error.status}
     if error.param is not None:
         body["param"] = error.param
     return {"error": body}
 
 
 def render_error(
-    error: GatewayError, context: Mapping[str, str] | None = None
+    error: GatewayError, context: Mapping[str, str] | None = None, request_id: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) of an error; `context` headers (rate limits, route) go under
     the error's own."""
     headers = {**(context or {}), **error.headers, "content-type": JSON}
-    return error.status, headers, orjson.dumps(error_body(error))
+    return error.status, headers, orjson.dumps(error_body(error, request_id))
 
 
 def render_event(event: StreamEvent) -> bytes:

@@ -60,5 +60,6 @@ def quart_app(services: Services) -> QuartTrio:
 
 
 def _response(error: GatewayError) -> Response:
-    status, headers, body = render_error(error, g.get("limit_headers"))
+    request_id = request.headers.get("x-request-id")
+    status, headers, body = render_error(error, g.get("limit_headers"), request_id)
     return Response(body, status=status, headers=headers)

@@ -64,6 +64,7 @@ class FakeAnthropic(FakeServer):
     api_key: str | None = None  # when set, the key sent (x-api-key or Bearer) must equal it
     status: int = 200
     error_type: str | None = None  # default: the type Anthropic sends with `status`
+    error_message: str | None = None  # default: "fake failure <status>"
     retry_after: str | None = None
     hang_before_headers: bool = False
     hang_mid_stream_after: int | None = None  # go quiet after N deltas, connection open
@@ -94,7 +95,8 @@ class FakeAnthropic(FakeServer):
                 return refusal
             if self.status != 200:
                 error_type = self.error_type or ERROR_TYPES.get(self.status, "api_error")
-                return self._error(self.status, error_type, f"fake failure {self.status}")
+                message = self.error_message or f"fake failure {self.status}"
+                return self._error(self.status, error_type, message)
             if body.get("stream"):
                 response = Response(self._stream(body), content_type="text/event-stream")
                 response.timeout = None

@@ -23,6 +23,45 @@ MID_STREAM_ERROR = {
     "error": {"message": "fake mid-stream failure", "type": "server_error", "code": 500}
 }
 WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
+# The request fields OpenAI's chat completions accept; with `strict`, others are refused.
+KNOWN_FIELDS = frozenset(
+    [
+        "messages",
+        "model",
+        "audio",
+        "frequency_penalty",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "metadata",
+        "modalities",
+        "n",
+        "parallel_tool_calls",
+        "prediction",
+        "presence_penalty",
+        "prompt_cache_key",
+        "reasoning_effort",
+        "response_format",
+        "safety_identifier",
+        "seed",
+        "service_tier",
+        "stop",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+        "verbosity",
+        "web_search_options",
+    ]
+)
 
 
 @dataclass
@@ -45,6 +84,8 @@ class FakeOpenAI(FakeServer):
     prompt_tokens: int = 11
     fail_mid_stream_after: int | None = None  # send an error event after N content chunks
     hang_before_headers: bool = False  # never answer
+    strict: bool = False  # refuse unknown fields as OpenAI does
+    tpm_limit: int | None = None  # a request body over this many bytes is "too large" (429)
     reasoning: list[str] = field(default_factory=list)  # DeepSeek-style reasoning_content deltas
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -63,6 +104,9 @@ class FakeOpenAI(FakeServer):
             self.headers.append({k.lower(): v for k, v in request.headers.items()})
             if self.hang_before_headers:
                 await trio.sleep_forever()
+            refusal = self._refusal(body)
+            if refusal is not None:
+                return refusal
             if self.status != 200:
                 headers = {"retry-after": self.retry_after} if self.retry_after else {}
                 error = self.error_body or {
@@ -81,6 +125,25 @@ class FakeOpenAI(FakeServer):
             return Response(orjson.dumps(self._completion(body)), content_type="application/json")
 
         return app
+
+    def _refusal(self, body: dict[str, Any]) -> Response | None:
+        """OpenAI's own words for an unknown field and for a request over the TPM limit."""
+        unknown = sorted(set(body) - KNOWN_FIELDS) if self.strict else []
+        if unknown:
+            message = f"Unrecognized request argument supplied: {unknown[0]}"
+            error = {"message": message, "type": "invalid_request_error", "param": None}
+            return _json({"error": {**error, "code": None}}, 400)
+        size = len(orjson.dumps(body))
+        if self.tpm_limit is not None and size > self.tpm_limit:
+            message = (
+                f"Request too large for {body['model']} in organization org-FAKE0rg on tokens "
+                f"per min (TPM): Limit {self.tpm_limit}, Requested {size}. The input or output "
+                "tokens must be reduced in order to run successfully. Visit "
+                "https://platform.openai.com/account/rate-limits to learn more."
+            )
+            error = {"message": message, "type": "tokens", "param": None}
+            return _json({"error": {**error, "code": "rate_limit_exceeded"}}, 429)
+        return None
 
     # -- responses -------------------------------------------------------------------------
     def _choices_count(self, body: dict[str, Any]) -> int:
@@ -247,3 +310,7 @@ class FakeOpenAI(FakeServer):
             completed = True
         finally:
             self.stream_ends.append(StreamEnd(trio.current_time(), completed, sent))
+
+
+def _json(data: dict[str, Any], status: int) -> Response:
+    return Response(orjson.dumps(data), status=status, content_type="application/json")
