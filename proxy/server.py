@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
 
 from .app import asgi_app, create_app, services_of
 from .core.config import Settings
@@ -48,10 +49,14 @@ async def serve(
     settings: Settings,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = wait_for_signal,
+    app: QuartTrio | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until the trigger fires; `task_status.started` gets the bound addresses."""
-    app = create_app(settings)
+    """Run until the trigger fires; `task_status.started` gets the bound addresses.
+
+    `app` is one `create_app(settings)` made already (to reach its services in tests).
+    """
+    app = app or create_app(settings)
     services = services_of(app)
 
     async def drain_then_cut() -> None:

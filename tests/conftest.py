@@ -14,6 +14,7 @@ import trio
 from openai import AsyncOpenAI
 
 from proxy.access import keys as apikeys
+from proxy.app import create_app, services_of
 from proxy.core.config import Settings, load_settings
 from proxy.core.money import usd_to_units
 from proxy.server import serve
@@ -34,6 +35,7 @@ class RunningGateway:
     db_path: Path
     stop: trio.Event
     stopped: trio.Event
+    services: Services
     clients: list[AsyncOpenAI] = field(default_factory=list)
 
     def db(self) -> sqlite3.Connection:
@@ -116,16 +118,17 @@ async def running_gateway(
 ) -> AsyncIterator[RunningGateway]:
     """The gateway served in this process on the given settings, until the block ends."""
     stop, stopped = trio.Event(), trio.Event()
+    app = create_app(settings)
 
     async def run(task_status: trio.TaskStatus[list[str]]) -> None:
         try:
-            await serve(settings, shutdown_trigger=stop.wait, task_status=task_status)
+            await serve(settings, shutdown_trigger=stop.wait, app=app, task_status=task_status)
         finally:
             stopped.set()
 
     binds = await nursery.start(run)
     url = binds[0].replace("0.0.0.0", "127.0.0.1")
-    running = RunningGateway(url, settings, settings.db_path, stop, stopped)
+    running = RunningGateway(url, settings, settings.db_path, stop, stopped, services_of(app))
     try:
         yield running
     finally:

@@ -86,6 +86,7 @@ class Settings:
     port: int = 8080
     internal_secret: str | None = field(default=None, repr=False)
     max_body_bytes: int = 32 * 1024 * 1024
+    max_body_buffer_bytes: int = 256 * 1024 * 1024  # large request bodies buffered at once
     shutdown_grace: float = 300.0
     key_cache_seconds: float = 30.0
     markup: Decimal = Decimal(0)
@@ -127,6 +128,7 @@ _SERVER_KEYS = {
     "host": "host",
     "port": "port",
     "max_body_bytes": "max_body_bytes",
+    "max_body_buffer_bytes": "max_body_buffer_bytes",
     "shutdown_grace_seconds": "shutdown_grace",
     "key_cache_seconds": "key_cache_seconds",
     "markup": "markup",
@@ -198,6 +200,13 @@ def load_settings(
     default_tier = values.get("default_tier", "default")
     if default_tier not in {t.name for t in tiers}:
         raise ConfigError(f"[server] default_tier: no tier named {default_tier!r}")
+    body, buffer = (
+        values.get(k, getattr(Settings, k)) for k in ("max_body_bytes", "max_body_buffer_bytes")
+    )
+    if buffer < body:
+        raise ConfigError(
+            f"[server] max_body_buffer_bytes: {buffer} is less than max_body_bytes ({body})"
+        )
     return Settings(
         **values,
         providers=_providers(environ, _table(doc, "providers", "config [providers]")),
@@ -236,7 +245,7 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
         if not 0 <= port <= 65535:
             raise ConfigError(f"{setting}: expected a port 0-65535, got {value!r}")
         return port
-    if name in ("max_body_bytes",):
+    if name in ("max_body_bytes", "max_body_buffer_bytes"):
         number = parse_int(setting, value)
         if number < 1024:
             raise ConfigError(f"{setting}: expected at least 1024 bytes, got {value!r}")

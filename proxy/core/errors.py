@@ -20,6 +20,7 @@ GatewayError
  ├── RateLimited             429 rate_limit_error
  ├── HTTPProblem             any 4xx the web framework found, invalid_request_error
  ├── InternalError           500 server_error
+ ├── ServiceUnavailable      503 service_unavailable (the gateway itself, for now)
  └── UpstreamError           502 upstream_error
       ├── UpstreamUnavailable 503 service_unavailable
       └── UpstreamTimeout     504 timeout_error
@@ -136,6 +137,14 @@ class HTTPProblem(GatewayError):
 class InternalError(GatewayError):
     status = 500
     type = "server_error"
+
+
+class ServiceUnavailable(GatewayError):
+    """The gateway cannot take this request right now (busy, or its database is failing)."""
+
+    status = 503
+    type = "service_unavailable"
+    default_fault = Fault.GATEWAY
 
 
 class UpstreamError(GatewayError):

@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 import trio
 
-from ..core.errors import BadRequest, GatewayError, InternalError, PayloadTooLarge
+from ..core.errors import (
+    BadRequest,
+    GatewayError,
+    InternalError,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from .openai_wire import render_error
 
 Scope = dict[str, Any]
@@ -24,6 +30,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 E = TypeVar("E")
 
 BODY_DEADLINE = 60.0  # seconds to receive a request body
+SMALL_BODY = 64 * 1024  # bytes: read without asking the budget; drained rather than cut
+BUDGET_PATIENCE = 2.0  # seconds a large body waits for room in the budget before a 503
 KEEPALIVE = b": keep-alive\n\n"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -43,6 +51,66 @@ def internal_error(request_id: str) -> InternalError:
 def declares_body(headers: Mapping[bytes, bytes]) -> bool:
     length = headers.get(b"content-length")
     return (length is not None and length.strip() != b"0") or b"transfer-encoding" in headers
+
+
+def declared_length(headers: Mapping[bytes, bytes]) -> int | None:
+    """The body's declared size; None when it is chunked (or says nothing sensible)."""
+    length = headers.get(b"content-length")
+    return int(length) if length is not None and length.isdigit() else None
+
+
+class Bodies:
+    """Reads request bodies within the size limit, and within a budget of bytes buffered at once.
+
+    Small bodies (most API calls) are read at once. A large one first reserves its
+    size (the limit, for a chunked one) in the budget, and waits at most
+    `BUDGET_PATIENCE` for room before a 503, so clients sending huge or slow bodies
+    cannot make the gateway hold more than the budget in memory.
+    """
+
+    def __init__(self, limit: int, budget: int) -> None:
+        self.limit = limit
+        self._free = budget
+        self._room = trio.Event()
+
+    async def read(self, headers: Mapping[bytes, bytes], receive: Receive) -> bytes | None:
+        declared = declared_length(headers)
+        if declared is not None and declared > self.limit:
+            raise PayloadTooLarge(f"the request body is over {self.limit} bytes")
+        need = self.limit if declared is None else declared
+        if need <= SMALL_BODY:
+            return await read_body(headers, receive, self.limit)
+        await self._reserve(need)
+        try:
+            return await read_body(headers, receive, self.limit)
+        finally:
+            self._free += need
+            self._room.set()  # wakes every waiter; each checks again on the next event
+            self._room = trio.Event()
+
+    async def dispose(self, headers: Mapping[bytes, bytes], receive: Receive) -> bool:
+        """A body we will not use: drain it if small (the connection stays usable); True
+        when it is not read and the connection must close after the answer."""
+        declared = declared_length(headers)
+        if not declares_body(headers):
+            return False
+        if declared is None or declared > SMALL_BODY:
+            return True
+        try:
+            return await read_body(headers, receive, SMALL_BODY) is None
+        except GatewayError:
+            return True
+
+    async def _reserve(self, need: int) -> None:
+        with trio.move_on_after(BUDGET_PATIENCE):
+            while self._free < need:
+                await self._room.wait()
+            self._free -= need
+            return
+        raise ServiceUnavailable(
+            "the gateway is receiving too many large request bodies; retry shortly",
+            headers={"retry-after": "1"},
+        )
 
 
 async def read_body(headers: Mapping[bytes, bytes], receive: Receive, limit: int) -> bytes | None:
@@ -85,14 +153,20 @@ class Responder:
         self._send = send
         self._request_id = request_id
 
-    async def body(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+    async def body(
+        self, status: int, headers: Mapping[str, str], body: bytes, close: bool = False
+    ) -> None:
         pairs = self._head(headers)
         pairs.append((b"content-length", str(len(body)).encode()))
+        if close:  # the request's body was left unread: the connection cannot carry another
+            pairs.append((b"connection", b"close"))
         await self._start(status, pairs)
         await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def error(self, error: GatewayError, context: Mapping[str, str] | None = None) -> None:
-        await self.body(*render_error(error, context, self._request_id))
+    async def error(
+        self, error: GatewayError, context: Mapping[str, str] | None = None, close: bool = False
+    ) -> None:
+        await self.body(*render_error(error, context, self._request_id), close=close)
 
     async def stream(
         self,

@@ -1,4 +1,4 @@
-"""`POST /v1/chat/completions`: authenticate, admit, then render ChatService's answer.
+"""`POST /v1/chat/completions` for a known key: admit, then render ChatService's answer.
 
 Served by the edge as plain ASGI (the hot route). The service does the work; this
 renders its typed reply as a `chat.completion` body, or its typed stream events as
@@ -14,7 +14,7 @@ import orjson
 
 from ..core.chat import parse_json
 from ..core.errors import GatewayError
-from ..services import ChatCall, Services
+from ..services import ChatCall, KeyRecord, Services
 from .asgi import Receive, Responder
 from .openai_wire import JSON, STREAM_HEADERS, render_event
 
@@ -23,13 +23,13 @@ from .openai_wire import JSON, STREAM_HEADERS, render_event
 class ChatHTTPRequest:
     id: str
     body: bytes
-    authorization: str | None
     session: str | None  # x-session-id: tokenroute/auto keeps a session's tier
     started: float  # trio clock, when the request arrived
 
 
 async def serve_chat(
     services: Services,
+    key: KeyRecord,
     request: ChatHTTPRequest,
     respond: Responder,
     receive: Receive,
@@ -39,7 +39,6 @@ async def serve_chat(
     limits: dict[str, str] = {}
     call: ChatCall | None = None
     try:
-        key = await services.accounts.authenticate(request.authorization)
         limits = chat.admit(key)
         call = chat.prepare(
             key, parse_json(request.body), request.id, request.session, request.started

@@ -2,8 +2,9 @@
 
 - The request id: the client's sane `x-request-id`, else a new one; every response
   carries it, and routes behind the edge read it from the request's headers.
-- The request body: read whole, within `max_body_bytes` (413) and a deadline, for
-  every route; routes behind the edge get it replayed.
+- The request body: read whole, within `max_body_bytes` (413), a deadline and a budget
+  of bytes buffered at once, and only once the request may go on (its route exists,
+  its key is known); routes behind the edge get it replayed.
 - The hot route, `POST /v1/chat/completions`, served as plain ASGI: Quart's
   per-request machinery costs about as much CPU as relaying a request upstream.
   Every other route goes on to the Quart app (`proxy.http.web`), which answers its
@@ -16,17 +17,19 @@ import logging
 from typing import Any
 
 import trio
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from ..core.errors import GatewayError, MethodNotAllowed
 from ..services import Services
 from .asgi import (
+    Bodies,
     Receive,
     Responder,
     Scope,
     Send,
     declares_body,
     internal_error,
-    read_body,
     replay,
     request_id_from,
 )
@@ -41,8 +44,10 @@ class Edge:
     def __init__(self, app: Any, services: Services) -> None:
         self.app = app
         self.services = services
-        self.max_body = services.settings.max_body_bytes
-        self.keepalive = services.settings.keepalive_seconds
+        settings = services.settings
+        self.bodies = Bodies(settings.max_body_bytes, settings.max_body_buffer_bytes)
+        self.keepalive = settings.keepalive_seconds
+        self._routes = app.url_map.bind("gateway")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,21 +70,23 @@ class Edge:
     ) -> None:
         started = trio.current_time()
         try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(scope["method"], CHAT_PATH, ("POST",))
-            body = await read_body(headers, receive, self.max_body)
+            try:  # refused from the headers alone: the body is never read
+                if scope["method"] != "POST":
+                    raise MethodNotAllowed(scope["method"], CHAT_PATH, ("POST",))
+                key = await self.services.accounts.authenticate(_text(headers, b"authorization"))
+            except GatewayError as error:
+                await respond.error(error, close=await self.bodies.dispose(headers, receive))
+                return
+            body = await self.bodies.read(headers, receive)
             if body is None:
                 return  # the client went away before sending its request
-            authorization = headers.get(b"authorization")
-            session = headers.get(b"x-session-id")
             request = ChatHTTPRequest(
                 id=request_id,
                 body=body,
-                authorization=authorization.decode("latin-1") if authorization else None,
-                session=session.decode("latin-1") if session else None,
+                session=_text(headers, b"x-session-id"),
                 started=started,
             )
-            await serve_chat(self.services, request, respond, receive, self.keepalive)
+            await serve_chat(self.services, key, request, respond, receive, self.keepalive)
         except GatewayError as error:
             await respond.error(error)
         except Exception:
@@ -95,23 +102,58 @@ class Edge:
         send: Send,
         request_id: str,
     ) -> None:
-        """Any other route: to Quart, with the request id in its headers and its body read."""
+        """Any other route: to Quart, with the request id in its headers and its body read.
+
+        A body is read only for a route that exists, and for `/v1` only once the key is
+        known; otherwise Quart answers (404, 405, 401) without it and the connection
+        closes after the answer, unless the body was small enough to drain.
+        """
         stamp = request_id.encode()
+        close = False
         if declares_body(headers):
             try:
-                body = await read_body(headers, receive, self.max_body)
+                if self._routed(scope) and await self._may_send_body(scope, headers):
+                    body = await self.bodies.read(headers, receive)
+                    if body is None:
+                        return
+                    receive = replay(body, receive)
+                else:
+                    close = await self.bodies.dispose(headers, receive)
             except GatewayError as error:
                 await Responder(send, request_id).error(error)
                 return
-            if body is None:
-                return
-            receive = replay(body, receive)
 
         async def stamped(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 kept = [h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID]
-                message = {**message, "headers": [*kept, (REQUEST_ID, stamp)]}
+                extra = [(b"connection", b"close")] if close else []
+                message = {**message, "headers": [*kept, (REQUEST_ID, stamp), *extra]}
             await send(message)
 
         given = [h for h in scope["headers"] if h[0] != REQUEST_ID]
         await self.app({**scope, "headers": [*given, (REQUEST_ID, stamp)]}, receive, stamped)
+
+    def _routed(self, scope: Scope) -> bool:
+        """Whether the Quart app has a route for this method and path."""
+        try:
+            self._routes.match(scope["path"], method=scope["method"])
+        except RequestRedirect:
+            return True
+        except HTTPException:
+            return False
+        return True
+
+    async def _may_send_body(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        """`/v1` takes bodies from a known key only (the handler then finds it in the cache)."""
+        if not scope["path"].startswith("/v1/"):
+            return True
+        try:
+            await self.services.accounts.authenticate(_text(headers, b"authorization"))
+        except GatewayError:
+            return False
+        return True
+
+
+def _text(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None

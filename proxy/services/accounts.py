@@ -92,6 +92,7 @@ class AccountService:
             return owner, record
 
         owner, record = await self._write(create)
+        self._auth.added(raw)
         return NewKey(record, raw, owner)
 
     async def revoke_key(self, key_id: str) -> KeyRecord:

@@ -55,11 +55,13 @@ class Services:
     _store: Store
     _relay: Relay
     _limiter: RateLimiter
+    _auth: KeyAuth
     _housekeeping: trio.CancelScope
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Open the store (migrating it) and start the background work in `nursery`."""
         await nursery.start(self._store.run)
+        await self._auth.start()
         released, amount = await self._store.write(release_holds)
         if released:
             log.warning(
@@ -125,6 +127,7 @@ def build_services(settings: Settings) -> Services:
         _store=store,
         _relay=relay,
         _limiter=limiter,
+        _auth=auth,
         _housekeeping=trio.CancelScope(),
     )
 

@@ -8,6 +8,7 @@ from ..access.internal import internal_secret_matches
 from ..core.config import Settings
 from ..routing.catalog import Catalog
 from ..store import Store
+from ..store.writer import StoreStats
 from ..upstream.health import UpstreamHealth
 
 READY_DEADLINE = 2.0  # seconds for the database to take a write
@@ -21,6 +22,10 @@ class StatusService:
         self._store = store
         self._catalog = catalog
         self._health = health
+
+    def store_stats(self) -> StoreStats:
+        """The store's counters (writes committed, reads, batches): for tests and metrics."""
+        return self._store.stats
 
     async def readiness(self, internal_secret: str | None = None) -> tuple[bool, dict[str, object]]:
         """(ready, report): the database takes a write and at least one provider is enabled.

@@ -134,6 +134,14 @@ def key_by_hash(conn: sqlite3.Connection, key_hash: bytes) -> KeyRecord | None:
     return KeyRecord(*row) if row else None
 
 
+def key_hashes_since(conn: sqlite3.Connection, rowid: int) -> tuple[int, list[bytes]]:
+    """The digests of keys added after `rowid` (all for 0), and the last rowid seen."""
+    rows = conn.execute(
+        "SELECT rowid, key_hash FROM api_keys WHERE rowid > ? ORDER BY rowid", (rowid,)
+    ).fetchall()
+    return (rows[-1][0] if rows else rowid), [bytes(r[1]) for r in rows]
+
+
 def key_by_id(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
     row = conn.execute(
         "SELECT " + _KEY_COLUMNS + " FROM api_keys WHERE id = ?", (key_id,)

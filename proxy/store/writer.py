@@ -54,6 +54,7 @@ class StoreStats:
     failed_jobs: int = 0
     batches: int = 0
     external_changes: int = 0
+    reads: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -136,6 +137,7 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        self.stats.reads += 1
         conn = await self._reader_pool.receive()
         try:
             return await trio.to_thread.run_sync(fn, conn, *args)
