@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import outcome
 import trio
 
 from ..core.errors import (
@@ -28,6 +29,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 E = TypeVar("E")
+A = TypeVar("A")
+R = TypeVar("R")
 
 BODY_DEADLINE = 60.0  # seconds to receive a request body
 SMALL_BODY = 64 * 1024  # bytes: read without asking the budget; drained rather than cut
@@ -220,6 +223,24 @@ class _Quiet:
             await trio.sleep_until(self._last + interval)
             if trio.current_time() - self._last >= interval:
                 await self.send(KEEPALIVE)
+
+
+async def unless_gone(receive: Receive, fn: Callable[[A], Awaitable[R]], arg: A) -> R | None:
+    """`fn(arg)`, cancelled as soon as the client goes away (then None); its errors as they are."""
+    gone = trio.Event()
+
+    async def watch(scope: trio.CancelScope) -> None:
+        await _cancel_on_disconnect(receive, scope)
+        gone.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, nursery.cancel_scope)
+        result = await outcome.acapture(fn, arg)  # raised here it would come out in a group
+        nursery.cancel_scope.cancel()
+    left = isinstance(result, outcome.Error) and isinstance(result.error, trio.Cancelled)
+    if left and gone.is_set():
+        return None
+    return result.unwrap()  # type: ignore[no-any-return]
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

@@ -15,7 +15,7 @@ import orjson
 from ..core.chat import parse_json
 from ..core.errors import GatewayError
 from ..services import ChatCall, KeyRecord, Services
-from .asgi import Receive, Responder
+from .asgi import Receive, Responder, unless_gone
 from .openai_wire import JSON, STREAM_HEADERS, render_event
 
 
@@ -48,7 +48,9 @@ async def serve_chat(
                 headers = {**STREAM_HEADERS, **limits, **stream.headers}
                 await respond.stream(receive, headers, stream, render_event, keepalive)
             return
-        reply = await chat.complete(call)
+        reply = await unless_gone(receive, chat.complete, call)
+        if reply is None:
+            return  # the client went away: the upstream call was cancelled and settled
     except GatewayError as error:
         if not respond.started:
             await respond.error(error, {**limits, **(call.failure_headers() if call else {})})

@@ -23,6 +23,7 @@ from .tokens import TokenCounter
 from .wallet import Hold, Wallets
 
 ESTIMATE_DEADLINE = 5.0  # seconds; past it, fall back to ~4 characters a token
+CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
 
 
 @dataclass(slots=True)
@@ -45,6 +46,7 @@ class Outcome:
     attempts: list[dict[str, object]] = field(default_factory=list)  # failed upstreams first
     tier: str | None = None  # tokenroute/auto's choice
     score: float | None = None
+    upstream_reached: bool = False  # an upstream was sent the prompt
 
 
 class Meter:
@@ -56,10 +58,13 @@ class Meter:
         """Settle the request: usage row, debit, hold released (estimated usage if none came)."""
         ended = trio.current_time()
         usage = outcome.usage
+        # A client that leaves after the upstream took its prompt pays for the prompt (the
+        # provider bills it) and for what was relayed; an upstream's failure costs nothing.
+        abandoned = outcome.status == CLIENT_CLOSED and outcome.upstream_reached
         if (
             usage is None
             and outcome.model is not None
-            and (outcome.output_text or outcome.status == 200)
+            and (outcome.output_text or outcome.status == 200 or abandoned)
         ):
             usage = await self._estimate(outcome.messages or [], outcome.output_text)
         elif usage is not None and outcome.status != 200 and outcome.output_text:

@@ -196,6 +196,7 @@ class ChatService:
         models = [m for m in call.models if m.id in budget.limits]
 
         def prepare(model: Model) -> ChatRequest:
+            call.outcome.upstream_reached = True  # sent right after this
             return call.request.with_limit(budget.limits[model.id])
 
         return models, prepare

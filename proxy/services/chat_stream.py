@@ -19,11 +19,10 @@ import trio
 from ..access.ratelimit import RateLimiter
 from ..core.chat import StreamEvent
 from ..core.errors import GatewayError
-from ..money.metering import Meter, Outcome
+from ..money.metering import CLIENT_CLOSED, Meter, Outcome
 from ..upstream.failover import OpenStream
 from ..upstream.stream import UpstreamStream
 
-CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
 GONE = "the client went away"
 
 

@@ -84,6 +84,8 @@ class FakeOpenAI(FakeServer):
     prompt_tokens: int = 11
     fail_mid_stream_after: int | None = None  # send an error event after N content chunks
     hang_before_headers: bool = False  # never answer
+    think_seconds: float = 0.0  # wait this long before a non-streaming answer
+    cancelled: list[float] = field(default_factory=list)  # trio clock, when a wait was cut
     strict: bool = False  # refuse unknown fields as OpenAI does
     tpm_limit: int | None = None  # a request body over this many bytes is "too large" (429)
     reasoning: list[str] = field(default_factory=list)  # DeepSeek-style reasoning_content deltas
@@ -102,8 +104,14 @@ class FakeOpenAI(FakeServer):
             body = orjson.loads(await request.get_data())
             self.requests.append(body)
             self.headers.append({k.lower(): v for k, v in request.headers.items()})
-            if self.hang_before_headers:
-                await trio.sleep_forever()
+            try:
+                if self.hang_before_headers:
+                    await trio.sleep_forever()
+                if not body.get("stream"):
+                    await trio.sleep(self.think_seconds)
+            except trio.Cancelled:
+                self.cancelled.append(trio.current_time())
+                raise
             refusal = self._refusal(body)
             if refusal is not None:
                 return refusal
