@@ -8,8 +8,10 @@ import httpx2 as httpx
 import openai
 import orjson
 import pytest
+import trio
 
 from proxy.core.config import Settings, load_settings
+from proxy.core.sse import MAX_LINE
 from tests.conftest import RunningGateway
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -177,3 +179,31 @@ async def test_unknown_route_and_method_use_the_envelope(gateway: RunningGateway
         response = await client.get(gateway.url + "/v1/chat/completions")
         assert response.status_code == 405
         assert response.json()["error"]["code"] == 405
+
+
+async def test_a_10_mb_stream_line_is_relayed_in_linear_time(
+    gateway: RunningGateway, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.huge_content = 10 * 1024 * 1024
+    _, raw = gateway.create_key(credit="100")
+    stream = await gateway.client(raw, timeout=60).chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    with trio.fail_after(10):  # about 1 s; over 20 s when each read re-scans the line
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert len(text) == fake_openai.huge_content
+
+
+async def test_a_stream_line_over_the_cap_ends_the_stream_with_an_error(
+    gateway: RunningGateway, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.huge_content = MAX_LINE + 1
+    _, raw = gateway.create_key(credit="100")
+    stream = await gateway.client(raw, timeout=60).chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    with pytest.raises(openai.APIError, match="stream line too long"):
+        async for _ in stream:
+            pass
+    [row] = await gateway.wait_usage_rows(1)
+    assert row["status"] == 502

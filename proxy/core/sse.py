@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DONE = b"data: [DONE]\n\n"
+MAX_LINE = 16 * 1024 * 1024  # bytes: a longer stream line is an error, not a memory hog
 
 
 @dataclass(slots=True)
@@ -19,13 +20,24 @@ class Event:
     id: str | None = None
 
 
+class LineTooLong(ValueError):
+    """A stream line over the decoder's cap."""
+
+
 class Decoder:
-    """Feed raw chunks as they arrive; get back the events they complete."""
+    """Feed raw chunks as they arrive; get back the events they complete.
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_pending_cr")
+    Work is linear in the bytes fed: a chunk without a line end is only kept, and the
+    pieces of a long line are joined once, when it ends. A line longer than `max_line`
+    bytes raises `LineTooLong` rather than growing without bound.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    __slots__ = ("_data", "_event", "_id", "_max_line", "_parts", "_pending_cr", "_size")
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._parts: list[bytes] = []  # the line being received, in pieces
+        self._size = 0
+        self._max_line = max_line
         self._data: list[str] = []
         self._event: str | None = None
         self._id: str | None = None
@@ -35,23 +47,37 @@ class Decoder:
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._pending_cr = chunk.endswith(b"\r")
-        buffer = self._buffer + chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._keep(chunk)
+            return []
+        buffer = b"".join([*self._parts, chunk]) if self._parts else chunk
+        self._parts, self._size = [], 0
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buffer.split(b"\n")
-        self._buffer = lines.pop()
+        self._keep(lines.pop())
         events: list[Event] = []
         for line in lines:
+            if len(line) > self._max_line:
+                raise LineTooLong(f"a stream line is over {self._max_line} bytes")
             event = self._line(line)
             if event is not None:
                 events.append(event)
         return events
 
+    def _keep(self, piece: bytes) -> None:
+        if piece:
+            self._parts.append(piece)
+            self._size += len(piece)
+            if self._size > self._max_line:
+                raise LineTooLong(f"a stream line is over {self._max_line} bytes")
+
     def flush(self) -> list[Event]:
         """End of stream: a last event without its blank line still counts."""
         events = []
-        if self._buffer:
-            line, self._buffer = self._buffer, b""
+        if self._parts:
+            line = b"".join(self._parts)
+            self._parts, self._size = [], 0
             event = self._line(line)
             if event is not None:
                 events.append(event)

@@ -18,7 +18,7 @@ import orjson
 
 from ..core.chat import Chunk, Usage
 from ..core.errors import GatewayError, UpstreamError
-from ..core.sse import Decoder, Event
+from ..core.sse import Decoder, Event, LineTooLong
 
 
 @dataclass(slots=True)
@@ -48,7 +48,12 @@ class StreamTranslator(ABC):
 
     def feed(self, chunk: bytes) -> list[Chunk]:
         """Raw upstream bytes in; the client's chunks they complete out."""
-        return self._translate(self._decoder.feed(chunk))
+        try:
+            events = self._decoder.feed(chunk)
+        except LineTooLong as exc:
+            self.state.error = UpstreamError(f"{self.provider} sent a stream line too long: {exc}")
+            return []
+        return self._translate(events)
 
     def finish(self) -> list[Chunk]:
         """The upstream closed: whatever chunks remain."""

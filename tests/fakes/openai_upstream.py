@@ -83,6 +83,7 @@ class FakeOpenAI(FakeServer):
     send_usage: bool = True
     prompt_tokens: int = 11
     fail_mid_stream_after: int | None = None  # send an error event after N content chunks
+    huge_content: int = 0  # stream one content event this many bytes long, in 4 KB writes
     hang_before_headers: bool = False  # never answer
     think_seconds: float = 0.0  # wait this long before a non-streaming answer
     cancelled: list[float] = field(default_factory=list)  # trio clock, when a wait was cut
@@ -126,6 +127,10 @@ class FakeOpenAI(FakeServer):
                     headers=headers,
                     content_type="application/json",
                 )
+            if body.get("stream") and self.huge_content:
+                response = Response(self._huge(body), content_type="text/event-stream")
+                response.timeout = None
+                return response
             if body.get("stream"):
                 response = Response(self._stream(body), content_type="text/event-stream")
                 response.timeout = None
@@ -225,6 +230,17 @@ class FakeOpenAI(FakeServer):
             **extra,
         }
         return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    async def _huge(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """One event with `huge_content` bytes of text (an inline image's worth), in small
+        writes, then a normal end."""
+        delta = {"index": 0, "delta": {"content": "x" * self.huge_content}, "finish_reason": None}
+        event = self._chunk(body, [delta])
+        for start in range(0, len(event), 4096):
+            yield event[start : start + 4096]
+        yield self._chunk(body, [{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        yield self._chunk(body, [], usage=self._usage(3))
+        yield b"data: [DONE]\n\n"
 
     async def _stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
