@@ -3,8 +3,8 @@
 Each provider gets a few small `httpx2` clients used round-robin rather than one
 big pool: httpcore scans every connection of a pool on each acquire and
 release, which collapses at high concurrency (see ARCHITECTURE.md). Clients are
-built once at start-up. A pooled connection that fails before any response
-byte (the upstream closed an idle keep-alive connection) is retried once.
+built once at start-up. A request is sent again only if it provably never reached
+the upstream (see `_Progress`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,32 @@ from ..providers.base import Adapter, Completion, UpstreamRequest
 from .stream import StreamCutter, UpstreamStream, why
 
 CONNECTIONS_PER_SHARD = 64  # keeps httpcore's per-acquire scan of a pool short
-_RETRYABLE_BEFORE_RESPONSE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+_BROKEN_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class _Progress:
+    """How far a request got on its connection (httpcore's `trace` extension).
+
+    A POST is sent again only when it provably never reached the upstream: on a reused
+    connection that broke before the request's headers were all written, the upstream
+    cannot have read a request, let alone started generating (and billing) an answer.
+    """
+
+    __slots__ = ("headers_sent", "new_connection")
+
+    def __init__(self) -> None:
+        self.headers_sent = False
+        self.new_connection = False
+
+    async def __call__(self, event: str, info: object) -> None:
+        if event == "http11.send_request_headers.complete":
+            self.headers_sent = True
+        elif event == "connection.connect_tcp.started":
+            self.new_connection = True
+
+    @property
+    def resendable(self) -> bool:
+        return not self.headers_sent and not self.new_connection
 
 
 class UpstreamPool:
@@ -133,17 +158,18 @@ class Relay:
     async def _send(self, model: Model, upstream: UpstreamRequest) -> httpx.Response:
         pool = self._pools[model.provider]
         for attempt in (1, 2):
+            progress = _Progress()
             request = httpx.Request(
                 "POST",
                 pool.url(upstream.path),
                 content=upstream.body,
                 headers=upstream.headers,
-                extensions={"timeout": pool.timeout},
+                extensions={"timeout": pool.timeout, "trace": progress},
             )
             try:
                 return await pool.send(request)
-            except _RETRYABLE_BEFORE_RESPONSE as exc:
-                if attempt == 2:
+            except _BROKEN_CONNECTION as exc:
+                if attempt == 2 or not progress.resendable:
                     raise UpstreamError(f"{model.provider} connection failed: {why(exc)}") from exc
             except httpx.PoolTimeout as exc:
                 raise UpstreamUnavailable(
