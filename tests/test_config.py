@@ -121,3 +121,12 @@ async def test_serve_with_a_database_in_a_missing_directory(tmp_path: Path) -> N
         done.stderr.strip()
         == f"tokenroute: error: database directory does not exist: {tmp_path / 'nope'}"
     )
+
+
+async def test_serve_refuses_a_model_without_prices(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[providers.local]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["llama"]\n')
+    done = await run_cli("serve", "--config", str(config), "--db", str(tmp_path / "x.db"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and 'models."local/llama"' in errors[0] and "free = true" in errors[0]

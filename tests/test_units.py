@@ -9,7 +9,7 @@ import pytest
 
 from proxy.core.chat import ChatRequest, Usage, parse_chat_request
 from proxy.core.config import load_settings
-from proxy.core.errors import BadRequest
+from proxy.core.errors import BadRequest, ConfigError
 from proxy.core.money import MoneyError, format_usd, rate_from_usd_per_mtok, usd_to_units
 from proxy.core.sse import Decoder
 from proxy.providers.openai import OpenAIAdapter
@@ -59,6 +59,7 @@ def test_catalog_overrides_markup_and_hiding(tmp_path) -> None:  # type: ignore[
         '[models."openai/gpt-4o"]\ninput_price = "1"\noutput_price = "2"\ncontext_length = 1000\n'
         '[models."openai/o3"]\nhidden = true\n'
         '[models."openai/ft-custom"]\nupstream_id = "ft:gpt-4o-mini:acme"\ninput_price = "0.3"\n'
+        'output_price = "1.2"\n'
     )
     cat = build_catalog(load_settings({"OPENAI_API_KEY": "k"}, path))
     gpt4o = cat.get("openai/gpt-4o")
@@ -68,6 +69,20 @@ def test_catalog_overrides_markup_and_hiding(tmp_path) -> None:  # type: ignore[
     assert "openai/o3" not in {m.id for m in cat.listed()}
     custom = cat.get("openai/ft-custom")
     assert custom is not None and custom.upstream_id == "ft:gpt-4o-mini:acme"
+
+
+def test_a_model_without_prices_is_refused_unless_free(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.toml"
+    local = '[providers.local]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["llama"]\n'
+    path.write_text(local)
+    with pytest.raises(ConfigError, match=r'models."local/llama".*no input and output price'):
+        build_catalog(load_settings({}, path))
+    path.write_text(local + '[models."local/llama"]\ninput_price = "0.1"\n')
+    with pytest.raises(ConfigError, match="no output price"):
+        build_catalog(load_settings({}, path))
+    path.write_text(local + '[models."local/llama"]\nfree = true\n')
+    llama = build_catalog(load_settings({}, path)).get("local/llama")
+    assert llama is not None and llama.price.cost(Usage(1000, 1000)) == 0
 
 
 def test_tiered_prices_switch_on_long_prompts() -> None:

@@ -27,6 +27,7 @@ class ModelSettings:
     context_length: int | None = None
     markup: Decimal | None = None  # fraction: 0.1 adds 10 %
     hidden: bool = False
+    free: bool = False  # served at no charge: the only way a model without prices may serve
     # What tokenroute/auto may use it for; None keeps the built-in knowledge.
     tiers: tuple[str, ...] | None = None
     tools: bool | None = None
@@ -53,6 +54,7 @@ _MODEL_KEYS = {
     "context_length",
     "markup",
     "hidden",
+    "free",
     "tiers",
     "tools",
     "vision",
@@ -86,6 +88,7 @@ def parse_models(tables: Mapping[str, Any]) -> tuple[ModelSettings, ...]:
                 upstream_id=str(table["upstream_id"]) if "upstream_id" in table else None,
                 context_length=parse_int(f"{where} context_length", context) if context else None,
                 hidden=parse_bool(f"{where} hidden", table.get("hidden", False)),
+                free=parse_bool(f"{where} free", table.get("free", False)),
                 tiers=None if tiers is None else parse_tier_names(f"{where} tiers", tiers),
                 **prices,
                 **flags,

@@ -20,6 +20,7 @@ from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
 from ..core.config import ModelSettings, ProviderSettings, Settings
+from ..core.errors import ConfigError
 from ..core.model import Model, Price, Rates
 from ..core.money import rate_from_usd_per_mtok
 
@@ -87,8 +88,24 @@ def build_catalog(settings: Settings, now: datetime | None = None) -> Catalog:
         ]
         for name in dict.fromkeys(names):
             model_id = f"{provider.name}/{name}"
-            models[model_id] = _model(provider, name, overrides.get(model_id), settings.markup, now)
+            model = _model(provider, name, overrides.get(model_id), settings.markup, now)
+            _check_priced(model, overrides.get(model_id))
+            models[model_id] = model
     return Catalog(models.values())
+
+
+def _check_priced(model: Model, override: ModelSettings | None) -> None:
+    """A model nobody priced would be served for free: refuse to start instead."""
+    rates = model.price.base
+    if model.hidden or (override and override.free) or (rates.input and rates.output):
+        return
+    missing = " and ".join(
+        n for n, r in (("input", rates.input), ("output", rates.output)) if not r
+    )
+    raise ConfigError(
+        f'config [models."{model.id}"]: no {missing} price is known for this model; set '
+        f"input_price and output_price (USD per 1M tokens), or free = true to serve it free"
+    )
 
 
 def _model(
