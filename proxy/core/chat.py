@@ -118,6 +118,14 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object", param="stream_options")
     include_usage = bool(stream and options and options.get("include_usage") is True)
+    tier = body.get("service_tier")
+    if tier not in (None, "auto", "default"):
+        raise BadRequest(
+            f"'service_tier' {tier!r} is not priced by this gateway; leave it out or send "
+            "'default'",
+            param="service_tier",
+        )
+    _refuse_file_ids(messages)
     return ChatRequest(
         body=body,
         model=model,
@@ -126,6 +134,21 @@ def parse_chat_request(body: Any) -> ChatRequest:
         completion_limit=requested_limit(body),
         n=choices(body),
     )
+
+
+def _refuse_file_ids(messages: list[Any]) -> None:
+    """Files uploaded to a provider belong to the operator's account, not to a tenant."""
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            file = part.get("file") if isinstance(part, dict) else None
+            if isinstance(file, dict) and file.get("file_id") is not None:
+                where = f"messages[{i}].content[{j}].file"
+                raise BadRequest(
+                    f"'{where}.file_id': uploaded files are not supported here; send the "
+                    "file's content as file_data",
+                    param=where,
+                )
 
 
 def requested_limit(body: dict[str, Any]) -> int | None:

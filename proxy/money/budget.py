@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.chat import Usage
-from ..core.errors import InsufficientQuota
+from ..core.errors import BadRequest, InsufficientQuota
 from ..core.model import Model
 from ..core.money import PICO_PER_UNIT, format_usd
+from .prompt import UNBOUNDED
 
 # Token counts are o200k estimates; other tokenizers count a little differently.
 PROMPT_MARGIN_PERCENT = 10
@@ -39,12 +40,26 @@ def plan(
     n: int,
     default_cap: int,
     min_completion: int,
+    prediction_tokens: int = 0,
 ) -> Budget:
-    """Size the hold; raise 402 when the balance cannot pay for a minimal answer."""
+    """Size the hold; raise 402 when the balance cannot pay for a minimal answer.
+
+    The prompt can never exceed the model's context window, which also bounds what
+    nothing else does (media fetched by URL); a predicted output may be billed as
+    output on top of the completion.
+    """
     prompt = prompt_tokens + prompt_tokens * PROMPT_MARGIN_PERCENT // 100 + PROMPT_MARGIN_TOKENS
+    if model.context_length:
+        prompt = min(prompt, model.context_length)
+    elif prompt_tokens >= UNBOUNDED:
+        raise BadRequest(
+            f"{model.id} has no known context window to bound this request's media by URL; "
+            "send the media inline or use another model",
+            param="messages",
+        )
     price = model.price
     wanted = requested or default_cap
-    prompt_cost = price.cost(Usage(prompt, 0))
+    prompt_cost = price.cost(Usage(prompt, prediction_tokens))
     out_rate = price.rates_for(prompt).output  # pico-USD per completion token
     if out_rate == 0:
         affordable = wanted if prompt_cost <= available else 0
@@ -53,16 +68,16 @@ def plan(
         affordable = max(0, spare_pico // (out_rate * n))
     floor = min(min_completion, wanted)
     if prompt_cost > available or affordable < floor:
-        needed = price.cost(Usage(prompt, floor * n))
+        needed = price.cost(Usage(prompt, floor * n + prediction_tokens))
         raise InsufficientQuota(
             f"this key's balance of ${format_usd(max(available, 0))} cannot pay for this "
-            f"request on {model.id}: its prompt (about {prompt_tokens} tokens) and "
+            f"request on {model.id}: its prompt (about {min(prompt_tokens, prompt)} tokens) and "
             f"{floor * n} completion tokens need ${format_usd(needed)}. "
             "Top up the key or use a cheaper model."
         )
     completion = min(wanted, affordable)
     return Budget(
-        hold=price.cost(Usage(prompt, completion * n)),
+        hold=price.cost(Usage(prompt, completion * n + prediction_tokens)),
         completion_limit=completion if completion < wanted else None,
         prompt_tokens=prompt_tokens,
     )

@@ -14,6 +14,7 @@ from ..core.chat import ChatRequest
 from ..core.errors import InsufficientQuota
 from ..core.model import Model
 from .budget import RouteBudget, plan_route
+from .prompt import prediction_size
 from .tokens import TokenCounter, prompt_ceiling
 from .wallet import Hold, Wallets
 
@@ -38,6 +39,7 @@ class Reservations:
             n=chat.n,
             default_cap=self._default_cap,
             min_completion=self._min_completion,
+            prediction_tokens=prediction_size(chat.body),
         )
         budget = partial(sized, prompt_tokens=prompt_ceiling(chat.body))
         try:

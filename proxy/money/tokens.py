@@ -13,15 +13,14 @@ import gzip
 from importlib import resources
 from typing import Any
 
-import orjson
 import tiktoken
 import trio
 
-IMAGE_TOKENS = 1_600  # held per image: a large high-detail image on gpt-4o costs about this
+from .prompt import IMAGE_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, shape
+
+__all__ = ["IMAGE_TOKENS", "TOKENS_PER_MESSAGE", "TokenCounter", "load_o200k", "prompt_ceiling"]
+
 INLINE_CHARS = 8_000  # below this, counting inline is cheaper than a thread hop
-# Per-message overhead of OpenAI's chat format.
-TOKENS_PER_MESSAGE = 3
-TOKENS_PER_REPLY = 3
 
 _O200K_PATTERN = "|".join(
     [
@@ -76,26 +75,8 @@ def message_text(messages: list[Any]) -> tuple[str, int]:
 
 
 def prompt_ceiling(body: dict[str, Any]) -> int:
-    """A cheap upper bound on a chat body's prompt tokens: no tokenizer needed.
-
-    A byte-level BPE token covers at least one byte, so the UTF-8 size of the
-    text (messages, tool definitions) bounds its token count from above.
-    """
-    text, n = message_text(body["messages"])
-    tools = body.get("tools")
-    size = len(text.encode()) + (len(orjson.dumps(tools)) if tools else 0)
-    images = IMAGE_TOKENS * image_parts(body["messages"])
-    return size + images + n * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY
-
-
-def image_parts(messages: list[Any]) -> int:
-    return sum(
-        1
-        for m in messages
-        if isinstance(m, dict) and isinstance(m.get("content"), list)
-        for part in m["content"]
-        if isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
-    )
+    """A cheap upper bound on a chat body's prompt tokens: no tokenizer needed."""
+    return shape(body).ceiling()
 
 
 class TokenCounter:
@@ -119,12 +100,11 @@ class TokenCounter:
         return await trio.to_thread.run_sync(lambda: len(encoding.encode_ordinary(text)))
 
     async def count_request(self, body: dict[str, Any]) -> int:
-        """Prompt tokens of a chat body: messages, tool definitions, an allowance per image."""
-        total = await self.count_prompt(body["messages"])
-        tools = body.get("tools")
-        if tools:
-            total += await self.count(orjson.dumps(tools).decode())
-        return total + IMAGE_TOKENS * image_parts(body["messages"])
+        """A closer bound on a chat body's prompt tokens: its texts counted (see `prompt`)."""
+        prompt = shape(body)
+        if prompt.unbounded:
+            return prompt.ceiling()
+        return prompt.ceiling(await self.count(prompt.text.decode()))
 
     async def count_prompt(self, messages: list[Any]) -> int:
         text, n = message_text(messages)
