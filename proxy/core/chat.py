@@ -19,6 +19,7 @@ from .errors import BadRequest, GatewayError
 # The client's completion limit, in order of precedence.
 LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 Chunk = dict[str, Any]  # an OpenAI chat.completion.chunk object
+MAX_TOKENS = 10**9  # more tokens than any request has: a count above it is not believed
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +177,23 @@ def usage_from_openai(data: Any) -> Usage | None:
     """Read OpenAI's `usage` object; None when absent or malformed."""
     if not isinstance(data, dict):
         return None
-    prompt = data.get("prompt_tokens")
-    completion = data.get("completion_tokens")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
+    prompt = token_count(data.get("prompt_tokens"))
+    completion = token_count(data.get("completion_tokens"))
+    if prompt is None or completion is None:
         return None
     details = data.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    if not isinstance(cached, int) and isinstance(data.get("prompt_cache_hit_tokens"), int):
-        cached = data["prompt_cache_hit_tokens"]  # DeepSeek's spelling
-    return Usage(prompt, completion, cached if isinstance(cached, int) else 0)
+    cached = token_count(details.get("cached_tokens") if isinstance(details, dict) else None)
+    if cached is None:
+        cached = token_count(data.get("prompt_cache_hit_tokens"))  # DeepSeek's spelling
+    return Usage(prompt, completion, min(cached or 0, prompt))
+
+
+def token_count(value: Any) -> int | None:
+    """An upstream's token count, if it is one: a whole number from 0 to `MAX_TOKENS`.
+
+    Anything else (negative, fractional, 2**63) is ignored and the usage estimated,
+    so no upstream can make a usage row that cannot be written.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return None

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..core.errors import InsufficientQuota
+from ..core.errors import InsufficientQuota, ServiceUnavailable
 from ..store import Store, UsageRecord
 from ..store.ledger import balances, record_batch
 from .budget import RouteBudget
@@ -80,6 +80,12 @@ class Wallets:
         self, key_id: str, request_id: str, plan: Callable[[int], RouteBudget]
     ) -> tuple[Hold, RouteBudget]:
         """Hold what `plan(available)` asks for; `plan` raises 402 when it is too little."""
+        if self._store.failing is not None:  # fail closed: no paid request it cannot record
+            raise ServiceUnavailable(
+                "the gateway cannot record usage right now (its database refuses writes); "
+                "retry shortly",
+                headers={"retry-after": "5"},
+            )
         wallet = await self._wallet(key_id)
         budget = plan(wallet.available)  # no await between the check and the hold
         if budget.hold > wallet.available:

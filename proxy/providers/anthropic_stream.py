@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.chat import Usage
+from ..core.chat import Usage, token_count
 from ..core.errors import Fault, GatewayError
 from ..core.sse import Event
 from .base import Refusal, common_fault, refusal_from, upstream_error
@@ -71,8 +71,8 @@ def read_counts(data: Any, into: dict[str, int] | None = None) -> dict[str, int]
     counts = dict(into or {})
     if isinstance(data, dict):
         for name in USAGE_FIELDS:
-            value = data.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
+            value = token_count(data.get(name))
+            if value is not None:
                 counts[name] = value
     return counts
 
@@ -170,7 +170,8 @@ class AnthropicStream(StreamTranslator):
 
     def _message_delta(self, delta: dict[str, Any], usage: Any) -> list[Chunk]:
         self._counts = read_counts(usage, self._counts)
-        self.state.usage = usage_from_counts(self._counts)
+        if "output_tokens" in self._counts:  # else it is estimated from what was relayed
+            self.state.usage = usage_from_counts(self._counts)
         stop_reason = delta.get("stop_reason")
         if stop_reason is None or self._finished:
             return []

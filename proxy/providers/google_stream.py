@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..core.chat import Usage
+from ..core.chat import Usage, token_count
 from ..core.errors import BadRequest, Fault, GatewayError
 from ..core.sse import Event
 from .base import Refusal, common_fault, refusal_from, upstream_error
@@ -56,14 +56,15 @@ def finish_reason(reason: Any, made_calls: bool) -> str:
 
 
 def _count(meta: dict[str, Any], name: str) -> int:
-    value = meta.get(name)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return token_count(meta.get(name)) or 0
 
 
 def read_usage(meta: Any) -> tuple[Usage, dict[str, Any]] | None:
     """Our Usage and OpenAI's `usage` object from usageMetadata; thinking is billed as output."""
-    if not isinstance(meta, dict) or not isinstance(meta.get("promptTokenCount"), int):
+    if not isinstance(meta, dict) or token_count(meta.get("promptTokenCount")) is None:
         return None
+    if any(token_count(v) is None for k, v in meta.items() if k.endswith("TokenCount")):
+        return None  # a count no upstream could mean: estimate instead
     prompt = _count(meta, "promptTokenCount")
     thoughts = _count(meta, "thoughtsTokenCount")
     completion = _count(meta, "candidatesTokenCount") + thoughts

@@ -35,12 +35,14 @@ class StatusService:
         """
         details = internal_secret_matches(self._settings.internal_secret, internal_secret)
         database = "ok"
-        with trio.move_on_after(READY_DEADLINE) as scope:
+        if self._store.failing is not None:  # the writer is holding writes back: do not queue
+            database = f"not writable: {self._store.failing}"
+        with trio.move_on_after(READY_DEADLINE if database == "ok" else 0) as scope:
             try:
                 await self._store.ping()
             except Exception as exc:
                 database = f"not writable: {exc}"
-        if scope.cancelled_caught:
+        if scope.cancelled_caught and database == "ok":
             database = f"not writable within {READY_DEADLINE:g} s"
         providers = [p.name for p in self._settings.providers]
         ready = database == "ok" and bool(providers)

@@ -25,13 +25,16 @@ from typing import Any, TypeVar
 
 import trio
 
+from .batch import DatabaseFailing, commit_batch
 from .db import connect, migrate
 
 T = TypeVar("T")
 log = logging.getLogger("tokenroute.store")
 
 BATCH_MAX = 1024
-BUSY_RETRIES = 5
+RETRY_FIRST = 0.05  # seconds before retrying a batch the database refused; doubling...
+RETRY_MAX = 2.0  # ...up to this
+CLOSING_PATIENCE = 10.0  # seconds a closing writer keeps retrying before it gives up
 # Fire-and-forget writes (usage rows) wait this long for company, so that a busy
 # server commits a few large batches rather than many small ones.
 LINGER = 0.02
@@ -74,6 +77,9 @@ class Store:
         self._stopped = trio.Event()
         self.stats = StoreStats()
         self.applied: list[str] = []  # migrations applied when the store opened
+        self.failing: str | None = None  # why the database takes no writes right now
+        self._failing_since = 0.0
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -95,6 +101,7 @@ class Store:
 
     def close(self) -> None:
         """No more writes: the writer commits what is queued and stops."""
+        self._closing = True
         self._send.close()
 
     async def wait_stopped(self) -> None:
@@ -194,10 +201,41 @@ class Store:
         return False
 
     async def _commit_and_notify(self, batch: list[_Job]) -> None:
+        """Commit the batch, retrying while the database fails; then tell the submitters.
+
+        A job's submitter hears back only after its transaction committed, so nothing is
+        ever booked as done (or charged) that is not in the database. Once closing, the
+        writer stops retrying after `CLOSING_PATIENCE` and reports what it could not keep.
+        """
         for job in batch:
             if job.seal is not None:
                 job.seal()
-        changed = await trio.to_thread.run_sync(self._commit, batch, limiter=self._writer_limiter)
+        delay, given_up = RETRY_FIRST, None
+        while True:
+            outcome = await trio.to_thread.run_sync(
+                self._commit, batch, limiter=self._writer_limiter
+            )
+            if not isinstance(outcome, DatabaseFailing):
+                break
+            if self.failing is None:
+                log.error("the database takes no writes (%s): keeping them, retrying", outcome)
+                self._failing_since = trio.current_time()
+            self.failing = str(outcome)
+            if self._closing and trio.current_time() - self._failing_since > CLOSING_PATIENCE:
+                given_up = outcome
+                break
+            await trio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+        if given_up is not None:
+            log.error("%d writes could not be committed before closing: %s", len(batch), given_up)
+            for job in batch:
+                job.error = given_up
+            changed = False
+        else:
+            if self.failing is not None:
+                log.warning("the database takes writes again")
+                self.failing = None
+            changed = outcome
         for job in batch:
             if job.done is not None:
                 job.done.set()
@@ -213,6 +251,7 @@ class Store:
 
     async def _drain_after_cancel(self) -> None:
         """Cancelled before `close()`: still commit whatever was handed to us."""
+        self._closing = True
         while True:
             batch: list[_Job] = []
             self._take_queued(batch)
@@ -220,62 +259,25 @@ class Store:
                 return
             await self._commit_and_notify(batch)
 
-    def _commit(self, batch: list[_Job]) -> bool:
+    def _commit(self, batch: list[_Job]) -> bool | DatabaseFailing:
+        """(In the writer's thread.) Whether another process changed the database, or the
+        failure that kept the batch from committing."""
         conn = self._writer_conn
         assert conn is not None
-        if batch:
-            self._commit_batch(conn, batch)
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        try:
+            if batch:
+                failed = commit_batch(conn, batch)
+                self.stats.batches += 1
+                self.stats.committed_jobs += len(batch) - failed
+                self.stats.failed_jobs += failed
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except DatabaseFailing as exc:
+            return exc
+        except sqlite3.Error as exc:
+            return DatabaseFailing(str(exc))
         changed = version != self._data_version
         self._data_version = version
-        return changed
-
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        for attempt in range(BUSY_RETRIES):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if attempt == BUSY_RETRIES - 1:
-                    self._fail(batch, exc)
-                    return
-        try:  # fast path: the whole batch in one go
-            for job in batch:
-                job.result = job.fn(conn, *job.args)
-        except Exception:  # redo it job by job, each under a savepoint, to isolate the failure
-            conn.execute("ROLLBACK")
-            conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                self._run_isolated(conn, job)
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            self._fail(batch, exc)
-            return
-        failed = sum(1 for job in batch if job.error is not None)
-        self.stats.batches += 1
-        self.stats.committed_jobs += len(batch) - failed
-        self.stats.failed_jobs += failed
-
-    def _run_isolated(self, conn: sqlite3.Connection, job: _Job) -> None:
-        conn.execute("SAVEPOINT job")
-        try:
-            job.result = job.fn(conn, *job.args)
-            job.error = None
-            conn.execute("RELEASE job")
-        except Exception as exc:
-            conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
-            job.result, job.error = None, exc
-            if job.done is None:
-                log.error("write %s failed: %s", getattr(job.fn, "__name__", job.fn), exc)
-
-    def _fail(self, batch: list[_Job], exc: BaseException) -> None:
-        log.error("a batch of %d writes was lost: %s", len(batch), exc)
-        self.stats.failed_jobs += len(batch)
-        for job in batch:
-            job.error = exc
+        return bool(changed)
 
     def _close_all(self, readers: list[sqlite3.Connection]) -> None:
         for conn in readers:
