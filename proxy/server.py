@@ -8,7 +8,6 @@ still recorded before the store closes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -65,17 +64,20 @@ async def serve(
         if cut:
             log.info("grace period over: ended %d open streams", cut)
 
-    async def trigger() -> None:
-        if shutdown_trigger is None:
-            await trio.sleep_forever()
-        else:
-            await shutdown_trigger()
-        with contextlib.suppress(RuntimeError):  # the app is already shutting down
-            app.nursery.start_soon(drain_then_cut)
+    async with trio.open_nursery() as nursery:
 
-    await hypercorn_serve(
-        asgi_app(app),  # type: ignore[arg-type]
-        hypercorn_config(settings),
-        shutdown_trigger=trigger,
-        task_status=task_status,
-    )
+        async def trigger() -> None:
+            if shutdown_trigger is None:
+                await trio.sleep_forever()
+            else:
+                await shutdown_trigger()
+            nursery.start_soon(drain_then_cut)
+
+        await hypercorn_serve(
+            asgi_app(app),  # type: ignore[arg-type]
+            hypercorn_config(settings),
+            shutdown_trigger=trigger,
+            task_status=task_status,
+        )
+        # Served out: the last request ended before the grace did, so nothing is left to cut.
+        nursery.cancel_scope.cancel()

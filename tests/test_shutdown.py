@@ -99,3 +99,39 @@ async def test_sigterm_ends_streams_after_grace_and_bills_them(
     assert row["status"] == 503 and row["estimated"] == 1
     assert int(row["tokens_out"]) >= 1 and int(row["cost"]) > 0
     assert orjson.loads(lines[1][len(b"data: ") :])["model"] == "openai/gpt-4o-mini"
+
+
+async def test_sigterm_exits_once_the_last_stream_ends(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Clients keep their connections open (as SDK clients do); the grace is long."""
+    fake_openai.chunk_delay = 0.15
+    fake_openai.words = [f" w{i}" for i in range(10)]  # ~1.5 s
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with (
+        gateway_process(tmp_path, fake_openai, grace=60) as (process, url, raw),
+        httpx.AsyncClient(timeout=30) as idle,
+        httpx.AsyncClient(timeout=30) as busy,
+    ):
+        assert (await idle.get(url + "/healthz")).status_code == 200  # kept alive, idle
+        assert (await idle.get(url + "/v1/models")).status_code == 401  # the edge's own route
+        lines = []
+        async with busy.stream(
+            "POST",
+            url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {raw}"},
+        ) as reply:
+            async for line in reply.aiter_lines():
+                lines.append(line)
+                if len(lines) == 2:
+                    process.send_signal(signal.SIGTERM)
+        ended = trio.current_time()
+        assert "data: [DONE]" in lines
+        with trio.fail_after(10):
+            assert await process.wait() == 0
+        assert trio.current_time() - ended < 3, "the process outlived its last stream"

@@ -140,6 +140,26 @@ async def read_body(headers: Mapping[bytes, bytes], receive: Receive, limit: int
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def shield_last_send(send: Send) -> Send:
+    """Send a response's last message shielded from the handler's own cancellation.
+
+    Hypercorn restarts the connection's keep-alive timer from inside that call, and
+    trio leaves a task started from a cancelled scope in that scope. A handler whose
+    scope is cancelled as its response ends (Quart's, on the `http.disconnect` that
+    Hypercorn posts then) would kill the timer: the idle connection would never time
+    out, and would hold a graceful shutdown open until its deadline.
+    """
+
+    async def send_shielded(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+        else:
+            await send(message)
+
+    return send_shielded
+
+
 def replay(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands over a body already read, then the client's next messages."""
     pending = [{"type": "http.request", "body": body, "more_body": False}]

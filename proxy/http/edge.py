@@ -32,6 +32,7 @@ from .asgi import (
     internal_error,
     replay,
     request_id_from,
+    shield_last_send,
 )
 from .chat import ChatHTTPRequest, serve_chat
 
@@ -53,6 +54,7 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = shield_last_send(send)
         headers = dict(scope["headers"])
         request_id = request_id_from(headers.get(REQUEST_ID))
         if scope["path"] == CHAT_PATH:
