@@ -7,12 +7,14 @@ successful requests.
 
 from __future__ import annotations
 
+import openai
 import pytest
 import trio
 
 from proxy.core.errors import BadRequest, Conflict, InsufficientQuota, NotFound
 from proxy.core.money import usd_to_units
 from proxy.services import KeyRecord, Services
+from tests.conftest import RunningGateway
 from tests.fakes.openai_upstream import FakeOpenAI
 
 BODY = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -91,3 +93,18 @@ async def test_usage_counts_successful_requests(
     assert model["model"] == "openai/gpt-4o-mini" and model["cost"] == summary["cost"] > 0
     ledger = await services.accounts.ledger(key.id, 10)
     assert -sum(int(r["amount"]) for r in ledger if r["kind"] == "usage") == summary["cost"]
+
+
+async def test_credit_granted_in_the_server_is_spendable_over_http(gateway: RunningGateway) -> None:
+    """A grant on the server's own connection (as the management API makes) needs no restart."""
+    accounts = gateway.services.accounts
+    await accounts.create_user("bo@example.com")
+    new = await accounts.create_key("bo@example.com", "app", credit=0)
+    client = gateway.client(new.raw)
+    with pytest.raises(openai.APIStatusError) as refused:
+        await client.chat.completions.create(**BODY)  # type: ignore[call-overload]
+    assert refused.value.status_code == 402
+    await accounts.grant(new.record.id, usd_to_units("1"), note="top-up")
+    reply = await client.chat.completions.create(**BODY)  # type: ignore[call-overload]
+    assert reply.choices[0].message.content
+    assert (await accounts.check()).problems == []
