@@ -119,6 +119,12 @@ async def test_sigterm_exits_once_the_last_stream_ends(
     ):
         assert (await idle.get(url + "/healthz")).status_code == 200  # kept alive, idle
         assert (await idle.get(url + "/v1/models")).status_code == 401  # the edge's own route
+        answered = await idle.post(  # the chat route's complete answer, then idle too
+            url + "/v1/chat/completions",
+            json={**body, "stream": False},
+            headers={"authorization": f"Bearer {raw}"},
+        )
+        assert answered.status_code == 200
         lines = []
         async with busy.stream(
             "POST",

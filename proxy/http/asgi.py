@@ -13,7 +13,6 @@ import secrets
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import outcome
 import trio
 
 from ..core.errors import (
@@ -29,13 +28,12 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 E = TypeVar("E")
-A = TypeVar("A")
-R = TypeVar("R")
 
 BODY_DEADLINE = 60.0  # seconds to receive a request body
 SMALL_BODY = 64 * 1024  # bytes: read without asking the budget; drained rather than cut
 BUDGET_PATIENCE = 2.0  # seconds a large body waits for room in the budget before a 503
 KEEPALIVE = b": keep-alive\n\n"
+AFTER_ANSWER = 1.0  # seconds the watcher of a complete answer waits for `http.disconnect`
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -147,7 +145,9 @@ def shield_last_send(send: Send) -> Send:
     trio leaves a task started from a cancelled scope in that scope. A handler whose
     scope is cancelled as its response ends (Quart's, on the `http.disconnect` that
     Hypercorn posts then) would kill the timer: the idle connection would never time
-    out, and would hold a graceful shutdown open until its deadline.
+    out, and would hold a graceful shutdown open until its deadline. The chat route
+    needs no wrapper: nothing cancels a complete answer while it is sent, and a
+    stream shields its last message itself (`_Quiet.finish`).
     """
 
     async def send_shielded(message: dict[str, Any]) -> None:
@@ -208,7 +208,7 @@ class Responder:
                 nursery.start_soon(quiet.keep_alive, keepalive)
             async for event in events:
                 await quiet.send(render(event))
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            await quiet.finish()
             nursery.cancel_scope.cancel()
 
     def _head(self, headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
@@ -238,6 +238,14 @@ class _Quiet:
             await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
             self._last = trio.current_time()
 
+    async def finish(self) -> None:
+        """The last message, shielded: the server restarts the connection's keep-alive
+        timer within it, and the disconnect it then posts cancels this stream's scope
+        (see `shield_last_send`)."""
+        async with self._lock:
+            with trio.CancelScope(shield=True):
+                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def keep_alive(self, interval: float) -> None:
         while True:
             await trio.sleep_until(self._last + interval)
@@ -245,22 +253,32 @@ class _Quiet:
                 await self.send(KEEPALIVE)
 
 
-async def unless_gone(receive: Receive, fn: Callable[[A], Awaitable[R]], arg: A) -> R | None:
-    """`fn(arg)`, cancelled as soon as the client goes away (then None); its errors as they are."""
-    gone = trio.Event()
+async def answer_unless_gone(
+    receive: Receive, respond: Responder, answer: Callable[[], Awaitable[None]]
+) -> None:
+    """`answer()`, which prepares and sends a whole response, cancelled if the client goes
+    away before the response starts.
 
-    async def watch(scope: trio.CancelScope) -> None:
-        await _cancel_on_disconnect(receive, scope)
-        gone.set()
-
+    The normal path cancels nothing (a cancellation costs an exception in each task it
+    reaches): the server tells the app `http.disconnect` once the response is complete
+    (Hypercorn does so within the final send), which ends the watcher by itself. The
+    deadline set after the answer only bounds a server that would not.
+    """
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch, nursery.cancel_scope)
-        result = await outcome.acapture(fn, arg)  # raised here it would come out in a group
-        nursery.cancel_scope.cancel()
-    left = isinstance(result, outcome.Error) and isinstance(result.error, trio.Cancelled)
-    if left and gone.is_set():
-        return None
-    return result.unwrap()  # type: ignore[no-any-return]
+        nursery.start_soon(_watch_until_answered, receive, respond, nursery.cancel_scope)
+        await answer()
+        nursery.cancel_scope.deadline = trio.current_time() + AFTER_ANSWER
+
+
+async def _watch_until_answered(
+    receive: Receive, respond: Responder, scope: trio.CancelScope
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not respond.started:
+                scope.cancel()
+            return
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

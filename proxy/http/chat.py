@@ -9,13 +9,14 @@ headers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 
 from ..core.chat import parse_json
 from ..core.errors import GatewayError
-from ..services import ChatCall, KeyRecord, Services
-from .asgi import Receive, Responder, unless_gone
+from ..services import ChatCall, ChatService, KeyRecord, Services
+from .asgi import Receive, Responder, answer_unless_gone
 from .openai_wire import JSON, STREAM_HEADERS, render_event
 
 
@@ -48,12 +49,21 @@ async def serve_chat(
                 headers = {**STREAM_HEADERS, **limits, **stream.headers}
                 await respond.stream(receive, headers, stream, render_event, keepalive)
             return
-        reply = await unless_gone(receive, chat.complete, call)
-        if reply is None:
-            return  # the client went away: the upstream call was cancelled and settled
     except GatewayError as error:
         if not respond.started:
             await respond.error(error, {**limits, **(call.failure_headers() if call else {})})
+        return
+    await answer_unless_gone(receive, respond, partial(_complete, chat, call, limits, respond))
+
+
+async def _complete(
+    chat: ChatService, call: ChatCall, limits: dict[str, str], respond: Responder
+) -> None:
+    """The whole `chat.completion`, or the upstream's failure in OpenAI's envelope."""
+    try:
+        reply = await chat.complete(call)
+    except GatewayError as error:
+        await respond.error(error, {**limits, **call.failure_headers()})
         return
     headers = {"content-type": JSON, **limits, **reply.headers}
     await respond.body(200, headers, orjson.dumps(reply.completion))

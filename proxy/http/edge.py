@@ -54,13 +54,12 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = shield_last_send(send)
         headers = dict(scope["headers"])
         request_id = request_id_from(headers.get(REQUEST_ID))
         if scope["path"] == CHAT_PATH:
             await self._chat(scope, headers, receive, Responder(send, request_id), request_id)
         else:
-            await self._framework(scope, headers, receive, send, request_id)
+            await self._framework(scope, headers, receive, shield_last_send(send), request_id)
 
     async def _chat(
         self,
