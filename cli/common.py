@@ -12,7 +12,7 @@ import trio
 
 from proxy.core.config import Settings, load_settings
 from proxy.core.errors import ConfigError, GatewayError
-from proxy.services import AccountService, with_operator
+from proxy.services import AccountService, OperatorServices, with_operator
 
 from .output import EXIT_SERVER, EXIT_USER
 
@@ -38,6 +38,17 @@ def run_accounts(
     args: argparse.Namespace, operation: Callable[[AccountService], Awaitable[T]]
 ) -> T:
     """Run `operation` on the account services over the database file (no server needed)."""
+
+    async def on_accounts(services: OperatorServices) -> T:
+        return await operation(services.accounts)
+
+    return run_operator(args, on_accounts)
+
+
+def run_operator(
+    args: argparse.Namespace, operation: Callable[[OperatorServices], Awaitable[T]]
+) -> T:
+    """Run `operation` on the operator's services over the database file."""
     settings = load(args)
     try:
         return trio.run(with_operator, settings, operation)

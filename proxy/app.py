@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> QuartTrio:
     @app.before_serving
     async def start_services() -> None:
         await services.start(app.nursery)
+        app.secret_key = services.identity.session_secret()  # the sign-in page's cookies
 
     @app.after_serving
     async def stop_services() -> None:

@@ -73,11 +73,16 @@ async def serve(
                 await shutdown_trigger()
             nursery.start_soon(drain_then_cut)
 
-        await hypercorn_serve(
-            asgi_app(app),  # type: ignore[arg-type]
-            hypercorn_config(settings),
-            shutdown_trigger=trigger,
-            task_status=task_status,
-        )
-        # Served out: the last request ended before the grace did, so nothing is left to cut.
-        nursery.cancel_scope.cancel()
+        async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+            await hypercorn_serve(
+                asgi_app(app),  # type: ignore[arg-type]
+                hypercorn_config(settings),
+                shutdown_trigger=trigger,
+                task_status=task_status,
+            )
+            # Served out: the last request ended before the grace did; nothing is left to cut.
+            nursery.cancel_scope.cancel()
+
+        binds = await nursery.start(run)
+        services.identity.serving_at(binds[0])
+        task_status.started(binds)

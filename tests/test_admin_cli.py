@@ -104,7 +104,8 @@ async def test_migrate_reports_the_schema_version(tmp_path) -> None:  # type: ig
         "0002_money.sql",
         "0003_routes.sql",
         "0004_auto.sql",
+        "0005_identity.sql",
     ]
-    assert first["schema_version"] == 4
+    assert first["schema_version"] == 5
     again = await run_json("migrate", "--db", db)
-    assert again["applied"] == [] and again["schema_version"] == 4
+    assert again["applied"] == [] and again["schema_version"] == 5

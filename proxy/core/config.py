@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .config_identity import IdentitySettings, parse_identity, parse_url
 from .config_models import AutoSettings, ModelSettings, parse_auto, parse_models
 from .config_values import (
     DEFAULT_TIER,
@@ -84,6 +85,7 @@ class Settings:
     db_path: Path = Path("tokenroute.db")
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url: str | None = None  # how clients reach the gateway; None: the bound address
     internal_secret: str | None = field(default=None, repr=False)
     max_body_bytes: int = 32 * 1024 * 1024
     max_body_buffer_bytes: int = 256 * 1024 * 1024  # large request bodies buffered at once
@@ -109,6 +111,7 @@ class Settings:
     cooldown_seconds: float = 30.0
     cooldown_long_seconds: float = 600.0  # the upstream's account is out of credit, or its key
     auto: AutoSettings = field(default_factory=AutoSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     def tier(self, name: str | None) -> TierSettings:
         """The named tier; the default one for a key with none, or with one no longer defined."""
@@ -127,6 +130,7 @@ _SERVER_KEYS = {
     "db": "db_path",
     "host": "host",
     "port": "port",
+    "public_url": "public_url",
     "max_body_bytes": "max_body_bytes",
     "max_body_buffer_bytes": "max_body_buffer_bytes",
     "shutdown_grace_seconds": "shutdown_grace",
@@ -148,6 +152,7 @@ _ENV_KEYS = {
     "TOKENROUTE_DB": "db_path",
     "TOKENROUTE_HOST": "host",
     "TOKENROUTE_PORT": "port",
+    "TOKENROUTE_PUBLIC_URL": "public_url",
     "TOKENROUTE_INTERNAL_SECRET": "internal_secret",
     "TOKENROUTE_MAX_BODY_BYTES": "max_body_bytes",
     "TOKENROUTE_SHUTDOWN_GRACE": "shutdown_grace",
@@ -176,7 +181,8 @@ def load_settings(
     """Build the frozen settings; `overrides` are command-line values (None = not given)."""
     path = config_path or environ.get("TOKENROUTE_CONFIG")
     doc = _read_toml(Path(path)) if path else {}
-    unknown = set(doc) - {"server", "providers", "models", "tiers", "routes", "auto"}
+    sections = {"server", "providers", "models", "tiers", "routes", "auto", "auth", "accounts"}
+    unknown = set(doc) - sections
     if unknown:
         raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
     server = _table(doc, "server", "config [server]")
@@ -214,6 +220,9 @@ def load_settings(
         tiers=tiers,
         routes=parse_routes(_table(doc, "routes", "config [routes]")),
         auto=parse_auto(_table(doc, "auto", "config [auto]"), Path(path).parent if path else None),
+        identity=parse_identity(
+            _table(doc, "auth", "config [auth]"), _table(doc, "accounts", "config [accounts]")
+        ),
     )
 
 
@@ -279,6 +288,8 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
         if not str(value).strip():
             raise ConfigError(f"{setting}: the host is empty")
         return str(value)
+    if name == "public_url":
+        return parse_url(setting, value)
     if name == "internal_secret":
         if value is not None and len(str(value)) < 16:
             raise ConfigError(f"{setting}: the internal secret must be at least 16 characters")

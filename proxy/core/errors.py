@@ -19,6 +19,7 @@ GatewayError
  ├── PayloadTooLarge         413 invalid_request_error
  ├── RateLimited             429 rate_limit_error
  ├── HTTPProblem             any 4xx the web framework found, invalid_request_error
+ ├── OAuthError              400 (401 for a bad client): RFC 6749's `error` code
  ├── InternalError           500 server_error
  ├── ServiceUnavailable      503 service_unavailable (the gateway itself, for now)
  └── UpstreamError           502 upstream_error
@@ -131,6 +132,19 @@ class HTTPProblem(GatewayError):
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
+        self.status = status  # type: ignore[misc]  # set once, at construction
+
+
+class OAuthError(GatewayError):
+    """A refusal of the OAuth endpoints, rendered as RFC 6749 says:
+    `{"error": code, "error_description": message}`."""
+
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
         self.status = status  # type: ignore[misc]  # set once, at construction
 
 

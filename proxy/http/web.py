@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugNotAllowed
 
-from ..core.errors import GatewayError, HTTPProblem, MethodNotAllowed, NotFound
+from ..core.errors import GatewayError, HTTPProblem, MethodNotAllowed, NotFound, OAuthError
 from ..services import Services
+from .api import api_blueprint
 from .asgi import internal_error
 from .auto import auto_blueprint
+from .device import device_blueprint
 from .health import health_blueprint
-from .openai_wire import render_error
+from .oauth import NO_STORE, oauth_blueprint
+from .openai_wire import JSON, render_error
 from .v1 import v1_blueprint
 
 log = logging.getLogger("tokenroute")
@@ -32,11 +36,21 @@ def quart_app(services: Services) -> QuartTrio:
         RESPONSE_TIMEOUT=None,  # long streams are bounded by our own upstream timeouts
         BACKGROUND_TASK_SHUTDOWN_TIMEOUT=60,
         PROVIDE_AUTOMATIC_OPTIONS=False,
+        SESSION_COOKIE_NAME="tokenroute_session",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=(services.settings.public_url or "").startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=3600,
     )
 
     @app.errorhandler(GatewayError)
     async def gateway_error(error: GatewayError) -> Response:
         return _response(error)
+
+    @app.errorhandler(OAuthError)
+    async def oauth_error(error: OAuthError) -> Response:
+        body = orjson.dumps({"error": error.code, "error_description": error.message})
+        return Response(body, status=error.status, content_type=JSON, headers=NO_STORE)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
@@ -56,6 +70,9 @@ def quart_app(services: Services) -> QuartTrio:
     app.register_blueprint(health_blueprint(services))
     app.register_blueprint(v1_blueprint(services))
     app.register_blueprint(auto_blueprint(services))
+    app.register_blueprint(oauth_blueprint(services))
+    app.register_blueprint(device_blueprint(services))
+    app.register_blueprint(api_blueprint(services))
     return app
 
 

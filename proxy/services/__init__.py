@@ -10,7 +10,14 @@ from ..store import KeyRecord, UserRecord
 from .accounts import AccountService, BooksCheck, Credit, NewKey
 from .chat import ChatCall, ChatReply, ChatService
 from .chat_stream import ChatStream, OpenChatStream
-from .factory import Services, build_services, migrate_database, with_operator
+from .factory import (
+    OperatorServices,
+    Services,
+    build_services,
+    migrate_database,
+    with_operator,
+)
+from .identity import IdentityService
 from .status import StatusService
 
 __all__ = [
@@ -22,9 +29,11 @@ __all__ = [
     "ChatStream",
     "Chunks",
     "Credit",
+    "IdentityService",
     "KeyRecord",
     "NewKey",
     "OpenChatStream",
+    "OperatorServices",
     "Services",
     "StatusService",
     "StreamDone",

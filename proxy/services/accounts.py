@@ -21,7 +21,7 @@ from ..core.errors import BadRequest, Conflict, GatewayError, NotFound
 from ..store import AccountError, Duplicate, KeyRecord, Missing, Store, UserRecord
 from ..store import accounts as acc
 from ..store import ledger as books
-from ..store.usage import usage_summary
+from ..store.usage import usage_for_request, usage_summary
 
 T = TypeVar("T")
 DAY_MS = 86_400_000
@@ -100,6 +100,108 @@ class AccountService:
         self._auth.invalidate()
         return record
 
+    # -- a user's own keys (the management API) -----------------------------------------------
+    async def user_keys(self, user_id: str) -> list[tuple[KeyRecord, int | None]]:
+        """The user's keys with the time of each one's last request."""
+        return await self._read(acc.keys_of_user, user_id)
+
+    async def key_balance(self, key_id: str) -> int:
+        """A key's balance as recorded now (the authentication cache may be older)."""
+        record = await self._read(acc.key_by_id, key_id)
+        if record is None:
+            raise NotFound(f"no key with id {key_id}")
+        return record.balance  # type: ignore[no-any-return]
+
+    async def user_balance(self, user_id: str) -> int:
+        keys = await self.user_keys(user_id)
+        return sum(key.balance for key, _ in keys if key.active)
+
+    async def create_user_key(
+        self, user_id: str, name: str, *, credit: int = 0, from_key: str | None = None
+    ) -> NewKey:
+        """A new key for the user; `credit` moves from their key `from_key` in the same
+        transaction (two ledger rows), so no money is made or lost."""
+        if credit < 0:
+            raise BadRequest("credit cannot be negative", param="credit_usd")
+        if credit and not from_key:
+            raise BadRequest("credit_usd needs from_key: the key to move it from", param="from_key")
+        raw = keys.generate_key()
+
+        def create(conn: Any) -> tuple[UserRecord, KeyRecord]:
+            owner = acc.user_by_id(conn, user_id)
+            if owner is None:
+                raise Missing(f"no user with id {user_id}")
+            if from_key:
+                _own_key(conn, user_id, from_key, "from_key")
+            record = acc.create_key(
+                conn,
+                user_id=user_id,
+                name=name,
+                key_hash=keys.hash_key(raw),
+                key_prefix=keys.display_prefix(raw),
+                actor=owner.email,
+            )
+            if credit and from_key:
+                transfer_id = acc.new_id()
+                books.credit(conn, from_key, -credit, kind="transfer", reference=transfer_id,
+                             actor=owner.email, note=f"to new key {record.id}")  # fmt: skip
+                books.credit(conn, record.id, credit, kind="transfer", reference=transfer_id,
+                             actor=owner.email, note=f"from key {from_key}")  # fmt: skip
+                record = acc.key_by_id(conn, record.id) or record
+            return owner, record
+
+        owner, record = await self._write(create)
+        self._auth.added(raw)
+        if credit and from_key:
+            await self._credited(from_key)
+        return NewKey(record, raw, owner)
+
+    async def revoke_user_key(self, user_id: str, key_id: str) -> KeyRecord:
+        def revoke(conn: Any) -> KeyRecord:
+            _own_key(conn, user_id, key_id, "id")
+            return acc.revoke_key(conn, key_id)
+
+        record = await self._write(revoke)
+        self._auth.invalidate()
+        return record
+
+    async def transfer(
+        self, user_id: str, from_key: str, to_key: str, amount: int, *, actor: str
+    ) -> tuple[KeyRecord, KeyRecord]:
+        """Move credit between two of the user's keys: two ledger rows, one transaction."""
+        if amount <= 0:
+            raise BadRequest("amount_usd must be above 0", param="amount_usd")
+        if from_key == to_key:
+            raise BadRequest("to_key is the key the credit comes from", param="to_key")
+
+        def move(conn: Any) -> tuple[KeyRecord, KeyRecord]:
+            _own_key(conn, user_id, from_key, "id")
+            target = _own_key(conn, user_id, to_key, "to_key")
+            if not target.active:
+                raise AccountError("to_key is revoked: credit cannot move onto it")
+            transfer_id = acc.new_id()
+            books.credit(conn, from_key, -amount, kind="transfer", reference=transfer_id,
+                         actor=actor, note=f"to key {to_key}")  # fmt: skip
+            books.credit(conn, to_key, amount, kind="transfer", reference=transfer_id,
+                         actor=actor, note=f"from key {from_key}")  # fmt: skip
+            source, dest = acc.key_by_id(conn, from_key), acc.key_by_id(conn, to_key)
+            assert source is not None and dest is not None
+            return source, dest
+
+        moved = await self._write(move)
+        await self._credited(from_key)
+        await self._credited(to_key)
+        return moved
+
+    async def generation(self, request_id: str, *, user_id: str, key_id: str | None = None
+                         ) -> list[dict[str, object]]:  # fmt: skip
+        """The usage rows of one request, for the key's owner (or that key) only."""
+        rows = await self._read(usage_for_request, request_id)
+        mine = [r for r in rows if r["user_id"] == user_id and key_id in (None, r["key_id"])]
+        if not mine:
+            raise NotFound(f"no request {request_id} of yours", param="id")
+        return mine
+
     # -- money -------------------------------------------------------------------------------
     async def grant(
         self, key_id: str, amount: int, *, note: str | None = None, actor: str = "admin"
@@ -107,9 +209,12 @@ class AccountService:
         """Add credit to a key; a negative amount takes it back (an adjustment)."""
         kind = "grant" if amount > 0 else "adjustment"
         balance = await self._write(books.credit, key_id, amount, kind=kind, actor=actor, note=note)
+        await self._credited(key_id)
+        return Credit(key_id, kind, amount, balance)
+
+    async def _credited(self, key_id: str) -> None:
         if self._on_credit is not None:
             await self._on_credit(key_id)
-        return Credit(key_id, kind, amount, balance)
 
     async def ledger(self, key_id: str, limit: int) -> list[dict[str, object]]:
         """A key's ledger rows, newest first."""
@@ -173,6 +278,14 @@ class AccountService:
             return await self._store.read(lambda conn: fn(conn, *args, **kwargs))
         except AccountError as exc:
             raise _as_gateway_error(exc) from exc
+
+
+def _own_key(conn: Any, user_id: str, key_id: str, param: str) -> KeyRecord:
+    """The user's key with this id; one of another user's is as unknown as no key at all."""
+    record = acc.key_by_id(conn, key_id)
+    if record is None or record.user_id != user_id:
+        raise Missing(f"no key {key_id} of yours ({param})")
+    return record
 
 
 def _as_gateway_error(exc: AccountError) -> GatewayError:

@@ -38,6 +38,7 @@ from ..upstream.health import UpstreamHealth
 from ..upstream.relay import Relay
 from .accounts import AccountService
 from .chat import ChatService
+from .identity import IdentityService
 from .status import StatusService
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class Services:
     settings: Settings
     chat: ChatService
     accounts: AccountService
+    identity: IdentityService
     status: StatusService
     _store: Store
     _relay: Relay
@@ -62,6 +64,7 @@ class Services:
         """Open the store (migrating it) and start the background work in `nursery`."""
         await nursery.start(self._store.run)
         await self._auth.start()
+        await self.identity.start()
         released, amount = await self._store.write(release_holds)
         if released:
             log.warning(
@@ -123,6 +126,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         chat=chat,
         accounts=AccountService(store, settings, auth, on_credit=wallets.reload),
+        identity=IdentityService(store, settings),
         status=StatusService(settings, store, catalog, health),
         _store=store,
         _relay=relay,
@@ -145,8 +149,16 @@ def migrate_database(settings: Settings) -> tuple[list[str], int]:
         raise ConfigError(str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class OperatorServices:
+    """What `tokenroute admin` works with on the database file."""
+
+    accounts: AccountService
+    identity: IdentityService
+
+
 async def with_operator(
-    settings: Settings, operation: Callable[[AccountService], Awaitable[T]]
+    settings: Settings, operation: Callable[[OperatorServices], Awaitable[T]]
 ) -> T:
     """Run `operation` with the account services on the database file, without serving.
 
@@ -155,10 +167,12 @@ async def with_operator(
     await trio.to_thread.run_sync(migrate_database, settings)
     store = Store(settings.db_path)
     accounts = AccountService(store, settings, KeyAuth(store, settings.key_cache_seconds))
+    operator = OperatorServices(accounts, IdentityService(store, settings))
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         try:
-            result = await outcome.acapture(operation, accounts)
+            await operator.identity.start()
+            result = await outcome.acapture(operation, operator)
         finally:
             store.close()
     return result.unwrap()  # type: ignore[no-any-return]

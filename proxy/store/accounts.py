@@ -32,6 +32,11 @@ class UserRecord:
     is_admin: bool
     status: str
     created_at: int
+    subject: str | None = None  # the issuer's `sub`; None: the embedded issuer's (the id)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +86,14 @@ def create_user(
 
 def user_by_email(conn: sqlite3.Connection, email: str) -> UserRecord | None:
     row = conn.execute(
-        "SELECT " + _USER_COLUMNS + " FROM users WHERE email = ?", (email.strip(),)
+        "SELECT " + USER_COLUMNS + " FROM users WHERE email = ?", (email.strip(),)
     ).fetchone()
-    return _user(row) if row else None
+    return user_row(row) if row else None
+
+
+def user_by_id(conn: sqlite3.Connection, user_id: str) -> UserRecord | None:
+    row = conn.execute("SELECT " + USER_COLUMNS + " FROM users WHERE id = ?", (user_id,)).fetchone()
+    return user_row(row) if row else None
 
 
 def create_key(
@@ -142,6 +152,16 @@ def key_hashes_since(conn: sqlite3.Connection, rowid: int) -> tuple[int, list[by
     return (rows[-1][0] if rows else rowid), [bytes(r[1]) for r in rows]
 
 
+def keys_of_user(conn: sqlite3.Connection, user_id: str) -> list[tuple[KeyRecord, int | None]]:
+    """A user's keys, oldest first, each with the time of its last request (None: never)."""
+    rows = conn.execute(
+        "SELECT " + _KEY_COLUMNS + ", (SELECT max(created_at) FROM usage u WHERE u.key_id = k.id) "
+        "FROM api_keys k WHERE user_id = ? ORDER BY created_at, id",
+        (user_id,),
+    ).fetchall()
+    return [(KeyRecord(*row[:-1]), row[-1]) for row in rows]
+
+
 def key_by_id(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
     row = conn.execute(
         "SELECT " + _KEY_COLUMNS + " FROM api_keys WHERE id = ?", (key_id,)
@@ -154,8 +174,8 @@ _KEY_COLUMNS = (
 )
 
 
-_USER_COLUMNS = "id, email, display_name, is_admin, status, created_at"
+USER_COLUMNS = "id, email, display_name, is_admin, status, created_at, subject"
 
 
-def _user(row: sqlite3.Row) -> UserRecord:
-    return UserRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+def user_row(row: sqlite3.Row) -> UserRecord:
+    return UserRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6])

@@ -1,0 +1,86 @@
+"""The issuer's endpoints: RFC 8628 device authorization, the token endpoint, revocation,
+discovery (`/.well-known/openid-configuration`, the JWKS, and the seeds' own
+`/api/v1/auth/discovery`).
+
+Requests are form-encoded as RFC 6749 says (JSON is accepted too); refusals are RFC
+6749's `{"error", "error_description"}` (see `web.py`), never cached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response, request
+
+from ..core.errors import OAuthError
+from ..services import Services
+from .openai_wire import JSON
+
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+MAX_FIELD = 4096
+
+
+def oauth_blueprint(services: Services) -> Blueprint:
+    bp = Blueprint("oauth", __name__)
+    identity = services.identity
+
+    @bp.post("/oauth/device/code")
+    async def device_code() -> Response:
+        form = await _form()
+        grant = await identity.authorize_device(form.get("client_id"), form.get("scope"))
+        return _json(grant, NO_STORE)
+
+    @bp.post("/oauth/token")
+    async def token() -> Response:
+        return _json(await identity.token(await _form()), NO_STORE)
+
+    @bp.post("/oauth/revoke")
+    async def revoke() -> Response:
+        form = await _form()
+        await identity.revoke(form.get("token", ""))
+        return Response(b"", status=200, headers=NO_STORE)
+
+    @bp.get("/oauth/jwks.json")
+    async def jwks() -> Response:
+        return _json(await identity.jwks(), {"cache-control": "public, max-age=300"})
+
+    @bp.get("/.well-known/openid-configuration")
+    async def openid_configuration() -> Response:
+        return _json(identity.openid_configuration(), {"cache-control": "public, max-age=300"})
+
+    @bp.get("/api/v1/auth/discovery")
+    async def discovery() -> Response:
+        return _json(identity.discovery(), {"cache-control": "public, max-age=300"})
+
+    return bp
+
+
+async def _form() -> dict[str, str]:
+    """The request's fields as strings; one bad field is a 400 in RFC 6749's shape."""
+    if request.mimetype == "application/json":
+        try:
+            data = orjson.loads(await request.get_data())
+        except orjson.JSONDecodeError as exc:
+            raise OAuthError("invalid_request", "the body is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise OAuthError("invalid_request", "the body must be a JSON object")
+        fields: dict[str, Any] = data
+    else:
+        form = await request.form
+        fields = {}
+        for name in form:
+            values = form.getlist(name)
+            if len(values) > 1:  # RFC 6749 3.2: parameters must not be repeated
+                raise OAuthError("invalid_request", f"{name} is given more than once")
+            fields[name] = values[0]
+    result = {}
+    for name, value in fields.items():
+        if not isinstance(value, str) or len(value) > MAX_FIELD:
+            raise OAuthError("invalid_request", f"{name} must be a string of reasonable length")
+        result[name] = value
+    return result
+
+
+def _json(body: object, headers: dict[str, str]) -> Response:
+    return Response(orjson.dumps(body), content_type=JSON, headers=headers)

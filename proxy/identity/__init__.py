@@ -1,0 +1,1 @@
+"""Identity: passwords, device and refresh codes, signing keys and login tokens (joserfc)."""
