@@ -72,6 +72,8 @@ class KeyAuth:
                 if len(self._cache) > self._capacity:
                     self._cache.popitem(last=False)
         if not record.active:
+            if record.status == "disabled":
+                raise AuthenticationFailed("this API key's account is disabled")
             raise AuthenticationFailed("this API key has been revoked")
         return record
 

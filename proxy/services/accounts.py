@@ -20,6 +20,7 @@ from ..core.config import Settings
 from ..core.errors import BadRequest, Conflict, GatewayError, NotFound
 from ..store import AccountError, Duplicate, KeyRecord, Missing, Store, UserRecord
 from ..store import accounts as acc
+from ..store import identity as ids
 from ..store import ledger as books
 from ..store.usage import usage_for_request, usage_summary
 
@@ -99,6 +100,20 @@ class AccountService:
         record = await self._write(acc.revoke_key, key_id)
         self._auth.invalidate()
         return record
+
+    async def set_user_status(self, email: str, status: str, *, actor: str = "admin") -> UserRecord:
+        """Disable (or enable again) a user: a disabled user's logins and keys get 401."""
+        if status not in ("active", "disabled"):
+            raise BadRequest("status must be active or disabled", param="status")
+
+        def change(conn: Any) -> UserRecord:
+            user = ids.set_user_status(conn, email, status)
+            ids.audit(conn, actor, f"user-{status}", user.id, user.email)
+            return user
+
+        user = await self._write(change)
+        self._auth.invalidate()
+        return user
 
     # -- a user's own keys (the management API) -----------------------------------------------
     async def user_keys(self, user_id: str) -> list[tuple[KeyRecord, int | None]]:

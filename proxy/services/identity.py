@@ -40,6 +40,7 @@ T = TypeVar("T")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 REFRESH_GRANT = "refresh_token"
 SCOPES = ("openid", "profile", "email", "offline_access")
+KEYS_MAX_AGE = 60.0  # seconds: then the keys are read again, to sign with the newest
 KEYS_RELOAD_SECONDS = 10.0  # at most this often, an unknown kid reads the keys again
 
 
@@ -312,7 +313,7 @@ class IdentityService:
     async def rotate_signing_key(self) -> str:
         kid, jwk = new_signing_key()
         await self._write(ids.add_signing_key, kid, jwk, rotate=True)
-        await self._signing_keys(refresh=True)
+        await self._read_keys()
         return kid
 
     def session_secret(self) -> bytes:
@@ -349,9 +350,9 @@ class IdentityService:
         }
 
     async def _signing_keys(self, refresh: bool = False) -> SigningKeys:
-        now = trio.current_time()
-        stale = now - self._keys_read > KEYS_RELOAD_SECONDS
-        if self._keys is None or (refresh and stale):
+        age = trio.current_time() - self._keys_read
+        # Another process may rotate: read again on an unknown kid, and now and then.
+        if self._keys is None or (refresh and age > KEYS_RELOAD_SECONDS) or age > KEYS_MAX_AGE:
             await self._read_keys()
         assert self._keys is not None
         return self._keys

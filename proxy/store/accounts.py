@@ -138,8 +138,17 @@ def revoke_key(conn: sqlite3.Connection, key_id: str) -> KeyRecord:
 
 
 def key_by_hash(conn: sqlite3.Connection, key_hash: bytes) -> KeyRecord | None:
+    """The key with this digest; an active key of a disabled user says `disabled`."""
+    columns = (
+        "k.id, k.user_id, k.name, k.key_prefix, k.balance, "
+        "CASE WHEN u.status = 'disabled' AND k.status = 'active' THEN 'disabled' "
+        "ELSE k.status END, "
+        "k.created_at, k.tier, k.rps, k.burst, k.max_streams"
+    )
     row = conn.execute(
-        "SELECT " + _KEY_COLUMNS + " FROM api_keys WHERE key_hash = ?", (key_hash,)
+        "SELECT " + columns + " FROM api_keys k JOIN users u ON u.id = k.user_id "
+        "WHERE k.key_hash = ?",
+        (key_hash,),
     ).fetchone()
     return KeyRecord(*row) if row else None
 
