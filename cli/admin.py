@@ -13,10 +13,16 @@ from typing import Any
 
 from proxy.core.errors import ConfigError
 from proxy.core.money import MoneyError, format_usd, usd_to_units
-from proxy.services import AccountService, KeyRecord, NewKey, UserRecord, migrate_database
+from proxy.services import (
+    KeyRecord,
+    NewKey,
+    OperatorServices,
+    UserRecord,
+    migrate_database,
+)
 
-from . import money
-from .common import UserFacingError, iso, load, run_accounts
+from . import money, users
+from .common import UserFacingError, iso, load, run_operator
 from .output import emit
 
 
@@ -29,6 +35,11 @@ def add_commands(
     user.add_argument("--email", required=True)
     user.add_argument("--name", default="", help="display name")
     user.add_argument("--admin", action="store_true", help="give the user operator rights")
+    user.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read a password to sign in with from standard input (one line)",
+    )
     user.set_defaults(run=create_user)
 
     key = sub.add_parser("create-key", help="create an API key (the raw key is shown once)")
@@ -41,7 +52,7 @@ def add_commands(
     revoke.add_argument("id")
     revoke.set_defaults(run=revoke_key)
 
-    for command in (user, key, revoke, *money.add_commands(sub)):
+    for command in (user, key, revoke, *money.add_commands(sub), *users.add_commands(sub)):
         settings_flags(command)
         command.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -57,19 +68,18 @@ def migrate_command(args: argparse.Namespace) -> int:
 
 
 def create_user(args: argparse.Namespace) -> int:
-    async def create(accounts: AccountService) -> UserRecord:
-        return await accounts.create_user(args.email, name=args.name, admin=args.admin)
+    password = users.read_password() if args.password_stdin else None
 
-    user = run_accounts(args, create)
-    data = {
-        "id": user.id,
-        "email": user.email,
-        "display_name": user.display_name,
-        "is_admin": user.is_admin,
-        "status": user.status,
-        "created_at": iso(user.created_at),
-    }
-    emit(data, args.json, f"created user {user.email} (id {user.id})")
+    async def create(ops: OperatorServices) -> UserRecord:
+        if password is not None:  # refused before the user exists, not after
+            ops.identity.check_password(password)
+        user = await ops.accounts.create_user(args.email, name=args.name, admin=args.admin)
+        if password is not None:
+            user = await ops.identity.set_password(user.email, password)
+        return user
+
+    user = run_operator(args, create)
+    emit(users.user_json(user), args.json, f"created user {user.email} (id {user.id})")
     return 0
 
 
@@ -81,10 +91,10 @@ def create_key(args: argparse.Namespace) -> int:
     if credit < 0:
         raise UserFacingError("--credit cannot be negative")
 
-    async def create(accounts: AccountService) -> NewKey:
-        return await accounts.create_key(args.email, args.name, credit=credit, actor="cli")
+    async def create(ops: OperatorServices) -> NewKey:
+        return await ops.accounts.create_key(args.email, args.name, credit=credit, actor="cli")
 
-    new = run_accounts(args, create)
+    new = run_operator(args, create)
     record = new.record
     data = key_json(record) | {"raw": new.raw, "email": new.owner.email}
     human = (
@@ -96,10 +106,10 @@ def create_key(args: argparse.Namespace) -> int:
 
 
 def revoke_key(args: argparse.Namespace) -> int:
-    async def revoke(accounts: AccountService) -> KeyRecord:
-        return await accounts.revoke_key(args.id)
+    async def revoke(ops: OperatorServices) -> KeyRecord:
+        return await ops.accounts.revoke_key(args.id)
 
-    record = run_accounts(args, revoke)
+    record = run_operator(args, revoke)
     emit(key_json(record), args.json, f"revoked key {record.name} (id {record.id})")
     return 0
 

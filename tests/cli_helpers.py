@@ -20,16 +20,21 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 async def run_cli(
-    *args: str, env: dict[str, str] | None = None
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return await trio.to_thread.run_sync(
         lambda: subprocess.run(
-            [TOKENROUTE, *args], capture_output=True, text=True, env=env or clean_env(), timeout=60
+            [TOKENROUTE, *args],
+            capture_output=True,
+            text=True,
+            env=env or clean_env(),
+            timeout=60,
+            input=stdin,
         )
     )
 
 
-async def run_json(*args: str, env: dict[str, str] | None = None) -> Any:
-    done = await run_cli(*args, "--json", env=env)
+async def run_json(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
+    done = await run_cli(*args, "--json", env=env, stdin=stdin)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

@@ -281,10 +281,14 @@ class IdentityService:
         except AccountError as exc:
             raise BadRequest(str(exc), param="email") from exc
 
-    async def set_password(self, email: str, password: str) -> UserRecord:
+    def check_password(self, password: str) -> None:
+        """400 for a password too short or too long to be set."""
         problem = password_problem(password)
         if problem:
             raise BadRequest(problem, param="password")
+
+    async def set_password(self, email: str, password: str) -> UserRecord:
+        self.check_password(password)
         async with self._hashing:
             hashed = await trio.to_thread.run_sync(self._passwords.hash, password)
         return await self._write(ids.set_password, email, hashed)  # type: ignore[no-any-return]
