@@ -86,7 +86,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 def approve_command(args: argparse.Namespace) -> int:
     async def approve(ops: OperatorServices) -> Any:
-        return await ops.identity.approve_as(args.code, args.email)
+        return await ops.device_flow.approve_as(args.code, args.email)
 
     found = run_operator(args, approve)
     data = {"user_code": found.user_code, "client_id": found.client_id, "email": args.email,

@@ -218,7 +218,7 @@ async def test_logout_revokes_and_denied_expired_codes_get_the_rfc_errors(
         await person(gateway)
         # Approved from the server's terminal (the operator's way), then logged out.
         code = await ask_code(cli)
-        await gateway.services.identity.approve_as(code["user_code"], EMAIL)
+        await gateway.services.device_flow.approve_as(code["user_code"], EMAIL)
         tokens = (await poll(cli, code["device_code"])).json()
         assert "refresh_token" in tokens, tokens
         logout = await cli.post("/oauth/revoke", data={"token": tokens["refresh_token"]})

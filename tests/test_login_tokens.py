@@ -24,7 +24,7 @@ from tests.test_device_flow import EMAIL, ask_code, person, poll
 
 async def login(gateway: RunningGateway, client: httpx.AsyncClient) -> dict[str, Any]:
     code = await ask_code(client)
-    await gateway.services.identity.approve_as(code["user_code"], EMAIL)
+    await gateway.services.device_flow.approve_as(code["user_code"], EMAIL)
     reply = await poll(client, code["device_code"])
     assert reply.status_code == 200, reply.text
     return reply.json()  # type: ignore[no-any-return]

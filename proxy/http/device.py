@@ -33,7 +33,7 @@ PAGE_HEADERS = {
 
 def device_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("device", __name__, template_folder="templates")
-    identity = services.identity
+    identity, flow = services.identity, services.device_flow
 
     async def signed_in() -> UserRecord | None:
         user_id = session.get("uid")
@@ -64,7 +64,7 @@ def device_blueprint(services: Services) -> Blueprint:
         if not typed:
             return await page(status, state="code", user=user)
         try:
-            found = await identity.device_request(typed, _address())
+            found = await flow.device_request(typed, _address())
         except GatewayError as error:
             return await page(error.status, state="code", user=user, user_code=typed,
                               error=error.message)  # fmt: skip
@@ -110,8 +110,8 @@ def device_blueprint(services: Services) -> Blueprint:
             return await show(None, typed, status=401)
         approve = form.get("decision") == "approve"
         try:
-            found = await identity.device_request(typed, _address())
-            await identity.decide(found.user_code, user, approve)
+            found = await flow.device_request(typed, _address())
+            await flow.decide(found.user_code, user, approve)
         except GatewayError as error:
             return await page(error.status, state="code", user=user, user_code=typed,
                               error=error.message)  # fmt: skip

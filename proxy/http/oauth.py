@@ -23,22 +23,22 @@ MAX_FIELD = 4096
 
 def oauth_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("oauth", __name__)
-    identity = services.identity
+    identity, flow = services.identity, services.device_flow
 
     @bp.post("/oauth/device/code")
     async def device_code() -> Response:
         form = await _form()
-        grant = await identity.authorize_device(form.get("client_id"), form.get("scope"))
+        grant = await flow.authorize_device(form.get("client_id"), form.get("scope"))
         return _json(grant, NO_STORE)
 
     @bp.post("/oauth/token")
     async def token() -> Response:
-        return _json(await identity.token(await _form()), NO_STORE)
+        return _json(await flow.token(await _form()), NO_STORE)
 
     @bp.post("/oauth/revoke")
     async def revoke() -> Response:
         form = await _form()
-        await identity.revoke(form.get("token", ""))
+        await flow.revoke(form.get("token", ""))
         return Response(b"", status=200, headers=NO_STORE)
 
     @bp.get("/oauth/jwks.json")

@@ -64,6 +64,18 @@ class SigningKeys:
         return self.key_set.as_dict(private=False)  # type: ignore[no-any-return]
 
 
+def key_set_from_jwks(document: Mapping[str, Any]) -> KeySet:
+    """An issuer's published keys; `ValueError` if the document is not a usable JWKS."""
+    keys = document.get("keys")
+    if not isinstance(keys, list):
+        raise ValueError("the JWKS has no keys")
+    usable = [k for k in keys if isinstance(k, dict) and k.get("use", "sig") == "sig"]
+    try:
+        return KeySet.import_key_set({"keys": usable})
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"the JWKS cannot be read: {exc}") from exc
+
+
 def verify(
     token: str,
     keys: KeySet,

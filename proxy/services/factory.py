@@ -33,11 +33,13 @@ from ..store import Store, StoreError, connect, migrate
 from ..store.db import schema_version
 from ..store.ledger import release_holds
 from ..upstream.cooldown import Cooldowns
+from ..upstream.documents import DocumentFetcher
 from ..upstream.failover import Failover
 from ..upstream.health import UpstreamHealth
 from ..upstream.relay import Relay
 from .accounts import AccountService
 from .chat import ChatService
+from .device_flow import DeviceFlowService
 from .identity import IdentityService
 from .status import StatusService
 
@@ -53,9 +55,11 @@ class Services:
     chat: ChatService
     accounts: AccountService
     identity: IdentityService
+    device_flow: DeviceFlowService
     status: StatusService
     _store: Store
     _relay: Relay
+    _documents: DocumentFetcher
     _limiter: RateLimiter
     _auth: KeyAuth
     _housekeeping: trio.CancelScope
@@ -64,6 +68,7 @@ class Services:
         """Open the store (migrating it) and start the background work in `nursery`."""
         await nursery.start(self._store.run)
         await self._auth.start()
+        self._documents.open()
         await self.identity.start()
         released, amount = await self._store.write(release_holds)
         if released:
@@ -80,6 +85,7 @@ class Services:
         """Stop background work, close upstream pools, let the writer commit what is queued."""
         self._housekeeping.cancel()
         await self._relay.aclose()
+        await self._documents.aclose()
         self._store.close()
         await self._store.wait_stopped()
 
@@ -106,6 +112,8 @@ def build_services(settings: Settings) -> Services:
     )
     health = UpstreamHealth(Cooldowns(settings))
     limiter = RateLimiter(settings)
+    documents = DocumentFetcher()
+    identity = IdentityService(store, settings, fetch_json=documents.get_json)
     auth = KeyAuth(store, settings.key_cache_seconds)
     chat = ChatService(
         settings=settings,
@@ -126,10 +134,12 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         chat=chat,
         accounts=AccountService(store, settings, auth, on_credit=wallets.reload),
-        identity=IdentityService(store, settings),
+        identity=identity,
+        device_flow=_device_flow(store, settings, identity),
         status=StatusService(settings, store, catalog, health),
         _store=store,
         _relay=relay,
+        _documents=documents,
         _limiter=limiter,
         _auth=auth,
         _housekeeping=trio.CancelScope(),
@@ -155,6 +165,11 @@ class OperatorServices:
 
     accounts: AccountService
     identity: IdentityService
+    device_flow: DeviceFlowService
+
+
+def _device_flow(store: Store, settings: Settings, identity: IdentityService) -> DeviceFlowService:
+    return DeviceFlowService(store, settings.identity, identity.own, lambda: identity.base_url)
 
 
 async def with_operator(
@@ -167,12 +182,15 @@ async def with_operator(
     await trio.to_thread.run_sync(migrate_database, settings)
     store = Store(settings.db_path)
     accounts = AccountService(store, settings, KeyAuth(store, settings.key_cache_seconds))
-    operator = OperatorServices(accounts, IdentityService(store, settings))
+    documents = DocumentFetcher()
+    identity = IdentityService(store, settings, fetch_json=documents.get_json)
+    operator = OperatorServices(accounts, identity, _device_flow(store, settings, identity))
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         try:
-            await operator.identity.start()
+            await identity.start()
             result = await outcome.acapture(operation, operator)
         finally:
+            await documents.aclose()
             store.close()
     return result.unwrap()  # type: ignore[no-any-return]
