@@ -28,6 +28,8 @@ class IdentitySettings:
     access_token_seconds: float = 3600.0
     refresh_token_seconds: float = 30 * 86400.0
     signup: str = "closed"  # closed: the operator creates users; open: /device can
+    # An external issuer's JWKS is fetched again for an unknown kid at most this often.
+    jwks_refetch_seconds: float = 60.0
 
     @property
     def external(self) -> bool:
@@ -42,6 +44,7 @@ _AUTH_KEYS = {
     "poll_interval_seconds",
     "access_token_seconds",
     "refresh_token_seconds",
+    "jwks_refetch_seconds",
 }
 
 
@@ -75,6 +78,11 @@ def parse_identity(auth: Mapping[str, Any], accounts: Mapping[str, Any]) -> Iden
         if not 1 <= interval <= 60:
             raise ConfigError("[auth] poll_interval_seconds: expected 1 to 60 seconds")
         values["poll_interval_seconds"] = int(interval)
+    if "jwks_refetch_seconds" in auth:
+        seconds = parse_seconds("[auth] jwks_refetch_seconds", auth["jwks_refetch_seconds"])
+        if not 1 <= seconds <= 86400:
+            raise ConfigError("[auth] jwks_refetch_seconds: expected 1 to 86400 seconds")
+        values["jwks_refetch_seconds"] = seconds
     if "signup" in accounts:
         signup = str(accounts["signup"])
         if signup not in SIGNUP_POLICIES:

@@ -4,8 +4,8 @@
 `rotate`); every process on the database signs with the newest and verifies with any.
 `ExternalIssuer` (Logto, Keycloak, Auth0, Authentik, Zitadel) is found through its
 `/.well-known/openid-configuration`; its JWKS is cached and fetched again when a token
-names a key it does not know, at most once a minute, so forged `kid`s cannot make the
-gateway hammer the issuer. Both answer `claims(token)` or raise `TokenError`.
+names a key it does not know, at most once a minute (`jwks_refetch_seconds`), so forged
+`kid`s cannot make the gateway hammer the issuer. Both answer `claims(token)` or raise `TokenError`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from ..store import identity as ids
 
 KEYS_MAX_AGE = 60.0  # seconds: then the keys are read again, to sign with the newest
 KEYS_RELOAD_SECONDS = 10.0  # at most this often, an unknown kid reads our keys again
-JWKS_REFETCH_SECONDS = 60.0  # at most this often, an unknown kid fetches an issuer's JWKS
 
 FetchJSON = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -121,8 +120,9 @@ class ExternalIssuer:
         self.issuer: str = auth.issuer
         self.audience: str = auth.audience
         self._fetch = fetch_json
+        self._refetch = auth.jwks_refetch_seconds
         self._keys: Any = None
-        self._fetched = -JWKS_REFETCH_SECONDS
+        self._fetched = -self._refetch
         self._fetching = trio.Lock()
 
     async def start(self) -> None:
@@ -148,9 +148,12 @@ class ExternalIssuer:
 
     async def _key_set(self, refetch: bool = False) -> Any:
         async with self._fetching:
-            due = trio.current_time() - self._fetched >= JWKS_REFETCH_SECONDS
+            due = trio.current_time() - self._fetched >= self._refetch
             if self._keys is None and not due:
-                raise TokenError("the issuer's keys could not be fetched a moment ago")
+                raise ServiceUnavailable(
+                    "the login issuer cannot be reached to check this token; try again shortly",
+                    headers={"retry-after": str(int(self._refetch))},
+                )
             if self._keys is None or (refetch and due):
                 self._fetched = trio.current_time()
                 self._keys = await self._fetch_keys()
