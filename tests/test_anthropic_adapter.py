@@ -28,7 +28,9 @@ from proxy.providers.base import Completion, error_message
 from tests.fakes.anthropic_upstream import FakeAnthropic, error_envelope, sse
 from tests.wire import wire
 
-MODEL = Model("anthropic/claude-haiku-4-5", "anthropic", "claude-haiku-4-5", Price(Rates()), 200000)
+# $1 / $5 per million tokens in / out, cache reads $0.10, cache writes $1.25 (pico-USD a token)
+PRICE = Price(Rates(input=1_000_000, output=5_000_000, cache_read=100_000, cache_write=1_250_000))
+MODEL = Model("anthropic/claude-haiku-4-5", "anthropic", "claude-haiku-4-5", PRICE, 200000)
 ADAPTER = AnthropicAdapter("anthropic")
 PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": PARAMS}}
@@ -317,8 +319,10 @@ def test_stream_translation(size: int, include_usage: bool) -> None:
         ("chatcmpl-msg_s", "chat.completion.chunk", MODEL.id)
     }
     assert all("usage" not in c for c in parsed[:7])
+    # 10 fresh + 4 read + 2 written prompt tokens, 20 out: $0.0000100 + 0.0000004
+    # + 0.0000025 + 0.0001 = $0.0001129, shown to the client as `cost`
     usage = {"prompt_tokens": 16, "completion_tokens": 20, "total_tokens": 36,
-             "prompt_tokens_details": {"cached_tokens": 4}}  # fmt: skip
+             "prompt_tokens_details": {"cached_tokens": 4}, "cost": "0.0001129"}  # fmt: skip
     assert parsed[7:] == ([{**parsed[0], "choices": [], "usage": usage}] if include_usage else [])
     state = stream.state
     assert state.usage == Usage(16, 20, cached_tokens=4, cache_write_tokens=2)

@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from proxy.core.config import Settings, load_settings
+from proxy.core.money import usd_to_units
 from tests.conftest import INTERNAL_SECRET, RunningGateway, running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -157,12 +158,28 @@ async def test_device_flow_then_every_user_endpoint(
             model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
         )
         request_id = chat.headers["x-request-id"]
-        await gateway.wait_usage_rows(1)
+        shown_cost = chat.parse().usage.model_extra["cost"]  # what the client is told it cost
+        stream = await gateway.client(key["raw"]).chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+            stream=True, stream_options={"include_usage": True},
+        )  # fmt: skip
+        chunks = [chunk async for chunk in stream]
+        stream_cost = chunks[-1].usage.model_extra["cost"]
+        await gateway.wait_usage_rows(2)
         usage = (await cli.get("/api/v1/usage", params={"days": 7}, headers=auth)).json()
-        assert usage["range_days"] == 7 and usage["total_requests"] == 1
-        assert usage["total_tokens_in"] > 0 and usage["total_cost_usd"] != "0.00"
+        assert usage["range_days"] == 7 and usage["total_requests"] == 2
+        assert usage["total_tokens_in"] > 0
+        costs = [usd_to_units(shown_cost), usd_to_units(stream_cost)]
+        assert min(costs) > 0 and usd_to_units(usage["total_cost_usd"]) == sum(costs)
+        assert [k["key_id"] for k in usage["by_key"]] == [key["id"]]
+        assert usage["by_key"][0]["name"] == "fieryeye" and usage["by_key"][0]["requests"] == 2
+        assert len(usage["by_day"]) == 1 and usage["by_day"][0]["requests"] == 2
+        assert usage["by_model"][0]["model"] == "openai/gpt-4o-mini"
         generation = await cli.get("/api/v1/generation", params={"id": request_id}, headers=auth)
         assert generation.status_code == 200 and generation.json()["id"] == request_id
+        assert generation.json()["cost_usd"] == shown_cost and generation.json()["status"] == 200
+        someone = await cli.get("/api/v1/generation", params={"id": "req_nope"}, headers=auth)
+        assert someone.status_code == 404
         for days in ("0", "366", "x"):
             bad = await cli.get("/api/v1/usage", params={"days": days}, headers=auth)
             assert bad.status_code == 400 and "1 to 365" in bad.json()["error"]["message"]

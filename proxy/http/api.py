@@ -227,22 +227,24 @@ def _key_json(key: KeyRecord, last_used: int | None) -> dict[str, Any]:
 
 
 def _usage_json(days: int, summary: dict[str, Any]) -> dict[str, Any]:
+    def share(row: dict[str, Any], *names: str) -> dict[str, Any]:
+        return {
+            **{name: row[name] for name in names},
+            "requests": row["requests"],
+            "tokens_in": row["tokens_in"],
+            "tokens_out": row["tokens_out"],
+            "cost_usd": format_usd(row["cost"]),
+        }
+
     return {
         "range_days": days,
         "total_requests": summary["requests"],
         "total_tokens_in": summary["tokens_in"],
         "total_tokens_out": summary["tokens_out"],
         "total_cost_usd": format_usd(summary["cost"]),
-        "by_model": [
-            {
-                "model": m["model"],
-                "requests": m["requests"],
-                "tokens_in": m["tokens_in"],
-                "tokens_out": m["tokens_out"],
-                "cost_usd": format_usd(m["cost"]),
-            }
-            for m in summary["by_model"]
-        ],
+        "by_model": [share(m, "model") for m in summary["by_model"]],
+        "by_key": [share(k, "key_id", "name") for k in summary["by_key"]],
+        "by_day": [share(d, "date") for d in summary["by_day"]],
     }
 
 

@@ -109,7 +109,7 @@ class AnthropicAdapter:
         return Completion(out, usage, "".join(generated))
 
     def chat_stream(self, chat: ChatRequest, model: Model) -> AnthropicStream:
-        return AnthropicStream(self.provider, model.id, chat.include_usage)
+        return AnthropicStream(self.provider, model.id, chat.include_usage, model.price)
 
     def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
         refusal = read_refusal(status, body)

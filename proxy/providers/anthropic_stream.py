@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.chat import Usage, token_count
 from ..core.errors import Fault, GatewayError
+from ..core.model import Price
 from ..core.sse import Event
 from .base import Refusal, common_fault, refusal_from, upstream_error
 from .stream import Chunk, StreamTranslator
@@ -105,8 +106,10 @@ def error_from_anthropic(provider: str, error: Any) -> GatewayError:
 class AnthropicStream(StreamTranslator):
     """Feed Anthropic's SSE bytes; get OpenAI chunks back."""
 
-    def __init__(self, provider: str, model_id: str, include_usage: bool) -> None:
-        super().__init__(provider, model_id, include_usage)
+    def __init__(
+        self, provider: str, model_id: str, include_usage: bool, price: Price | None = None
+    ) -> None:
+        super().__init__(provider, model_id, include_usage, price)
         self._counts: dict[str, int] = {}
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
         self._finished = False  # the finish_reason chunk went out
@@ -182,7 +185,8 @@ class AnthropicStream(StreamTranslator):
         self.state.done = True
         if not self.include_usage or self.state.usage is None:
             return []
-        return [self.encode([], usage=openai_usage(self.state.usage))]
+        usage = self.state.usage
+        return [self.encode([], usage=self.priced(openai_usage(usage), usage))]
 
     def _text(self, text: Any) -> list[Chunk]:
         if not isinstance(text, str) or not text:

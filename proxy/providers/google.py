@@ -122,7 +122,7 @@ class GoogleAdapter:
         return Completion(completion, usage, "".join(output))
 
     def chat_stream(self, chat: ChatRequest, model: Model) -> GoogleStream:
-        return GoogleStream(self.provider, model.id, chat.include_usage)
+        return GoogleStream(self.provider, model.id, chat.include_usage, model.price)
 
     def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
         refusal = read_refusal(status, body)

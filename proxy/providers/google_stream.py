@@ -16,6 +16,7 @@ import orjson
 
 from ..core.chat import Usage, token_count
 from ..core.errors import BadRequest, Fault, GatewayError
+from ..core.model import Price
 from ..core.sse import Event
 from .base import Refusal, common_fault, refusal_from, upstream_error
 from .stream import Chunk, StreamTranslator
@@ -156,15 +157,17 @@ def prompt_blocked(provider: str, data: dict[str, Any]) -> BadRequest | None:
 class GoogleStream(StreamTranslator):
     """Feed Gemini's SSE bytes; get OpenAI chunks back."""
 
-    def __init__(self, provider: str, model_id: str, include_usage: bool) -> None:
-        super().__init__(provider, model_id, include_usage)
+    def __init__(
+        self, provider: str, model_id: str, include_usage: bool, price: Price | None = None
+    ) -> None:
+        super().__init__(provider, model_id, include_usage, price)
         self.chunk_id = ""  # the first event's responseId names the stream
         self._calls: dict[int, int] = {}  # choice index -> tool calls sent so far
         self._usage: dict[str, Any] | None = None  # the last usage, in OpenAI's shape
 
     def _ended(self) -> list[Chunk]:
-        if self.include_usage and self._usage is not None:
-            return [self.encode([], usage=self._usage)]
+        if self.include_usage and self._usage is not None and self.state.usage is not None:
+            return [self.encode([], usage=self.priced(self._usage, self.state.usage))]
         return []
 
     def _event(self, event: Event) -> list[Chunk]:

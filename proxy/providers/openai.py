@@ -62,7 +62,7 @@ class OpenAIAdapter:
         return Completion(data, usage, text)
 
     def chat_stream(self, chat: ChatRequest, model: Model) -> OpenAIStream:
-        return OpenAIStream(self.provider, model.id, chat.include_usage)
+        return OpenAIStream(self.provider, model.id, chat.include_usage, model.price)
 
     def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
         refusal = read_refusal(status, body)
@@ -109,6 +109,8 @@ class OpenAIStream(StreamTranslator):
             data.pop("usage", None)
             if usage is not None and not choices:
                 return []
+        elif usage is not None:
+            data["usage"] = self.priced(data["usage"], usage)
         if isinstance(choices, list):
             texts = _delta_texts(choices)
             if texts:

@@ -18,6 +18,8 @@ import orjson
 
 from ..core.chat import Chunk, Usage
 from ..core.errors import GatewayError, UpstreamError
+from ..core.model import Price
+from ..core.money import format_usd
 from ..core.sse import Decoder, Event, LineTooLong
 
 
@@ -37,11 +39,14 @@ class StreamState:
 
 
 class StreamTranslator(ABC):
-    def __init__(self, provider: str, model_id: str, include_usage: bool) -> None:
+    def __init__(
+        self, provider: str, model_id: str, include_usage: bool, price: Price | None = None
+    ) -> None:
         self.state = StreamState()
         self.provider = provider
         self.model_id = model_id
         self.include_usage = include_usage  # the client asked for the usage chunk
+        self.price = price  # to show the client what the usage costs
         self.chunk_id = "chatcmpl-"
         self.created = int(time.time())
         self._decoder = Decoder()
@@ -59,6 +64,12 @@ class StreamTranslator(ABC):
         """The upstream closed: whatever chunks remain."""
         out = self._translate(self._decoder.flush())
         return out + self._ended() if self.state.error is None else out
+
+    def priced(self, usage_object: dict[str, Any], usage: Usage) -> dict[str, Any]:
+        """OpenAI's `usage` object with `cost` (USD) added: what this usage is billed."""
+        if self.price is None:
+            return usage_object
+        return {**usage_object, "cost": format_usd(self.price.cost(usage))}
 
     def encode(self, choices: list[Any], **extra: Any) -> Chunk:
         """A chunk of this stream carrying `choices` (and e.g. `usage`)."""

@@ -24,6 +24,7 @@ from ..core.chat import ChatRequest, parse_chat_request
 from ..core.config import Settings
 from ..core.errors import BadRequest, NotFound
 from ..core.model import AUTO_MODEL, Model
+from ..core.money import format_usd
 from ..money.budget import RouteBudget
 from ..money.metering import Meter, Outcome
 from ..money.reserve import Reservations
@@ -31,7 +32,7 @@ from ..routing.autoroute import AutoRouter, Decision
 from ..routing.catalog import Catalog
 from ..routing.plan import plan_route, strip_route_fields, unknown_model
 from ..routing.sessions import Sessions
-from ..store import KeyRecord
+from ..store import KeyRecord, UsageRecord
 from ..upstream.failover import Failover, OpenStream
 from .chat_stream import OpenChatStream, Unanswered
 
@@ -156,8 +157,10 @@ class ChatService:
         outcome.model = model
         outcome.usage, outcome.output_text = completion.usage, completion.output_text
         outcome.first_byte_at = trio.current_time()
-        await self._meter.record(outcome)
-        return ChatReply(completion.data, self._served_headers(call, model, budget))
+        record = await self._meter.record(outcome)
+        return ChatReply(
+            _priced(completion.data, record), self._served_headers(call, model, budget)
+        )
 
     def open_stream(self, call: ChatCall) -> OpenChatStream:
         """The owner of a streaming request's stream: `async with` it for the events."""
@@ -219,6 +222,20 @@ def auto_headers(decision: Decision | None) -> dict[str, str]:
     if decision is None:
         return {}
     return {"x-tokenroute-tier": decision.tier, "x-tokenroute-score": f"{decision.score.score:.2f}"}
+
+
+def _priced(completion: dict[str, Any], record: UsageRecord) -> dict[str, Any]:
+    """The completion with its `usage` showing what the request was billed (`cost`, USD);
+    the usage it was billed by when the upstream reported none."""
+    usage = completion.get("usage")
+    if not isinstance(usage, dict):
+        usage = {
+            "prompt_tokens": record.tokens_in,
+            "completion_tokens": record.tokens_out,
+            "total_tokens": record.tokens_in + record.tokens_out,
+        }
+    completion["usage"] = {**usage, "cost": format_usd(record.cost)}
+    return completion
 
 
 def _user(body: dict[str, Any]) -> str | None:

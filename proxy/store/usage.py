@@ -70,10 +70,31 @@ def usage_summary(
         {"model": model, "requests": n, "tokens_in": t_in, "tokens_out": t_out, "cost": cost}
         for model, n, t_in, t_out, cost in rows
     ]
+    where = f"WHERE u.{column} = ? AND u.created_at >= ? AND u.status = 200 "
+    by_key = [
+        {"key_id": key, "name": name, "requests": n, "tokens_in": t_in, "tokens_out": t_out,
+         "cost": cost}
+        for key, name, n, t_in, t_out, cost in conn.execute(
+            "SELECT u.key_id, k.name, count(*), sum(u.tokens_in), sum(u.tokens_out), sum(u.cost) "
+            "FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id " + where +
+            "GROUP BY u.key_id ORDER BY sum(u.cost) DESC, u.key_id",
+            (owner, since_ms),
+        )
+    ]  # fmt: skip
+    by_day = [
+        {"date": day, "requests": n, "tokens_in": t_in, "tokens_out": t_out, "cost": cost}
+        for day, n, t_in, t_out, cost in conn.execute(
+            "SELECT date(u.created_at / 1000, 'unixepoch') AS day, count(*), sum(u.tokens_in), "
+            "sum(u.tokens_out), sum(u.cost) FROM usage u " + where + "GROUP BY day ORDER BY day",
+            (owner, since_ms),
+        )
+    ]
     return {
         "requests": sum(m["requests"] for m in by_model),
         "tokens_in": sum(m["tokens_in"] for m in by_model),
         "tokens_out": sum(m["tokens_out"] for m in by_model),
         "cost": sum(m["cost"] for m in by_model),
         "by_model": by_model,
+        "by_key": by_key,
+        "by_day": by_day,
     }
