@@ -145,8 +145,16 @@ class Edge:
         return True
 
     async def _may_send_body(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
-        """`/v1` takes bodies from a known key only (the handler then finds it in the cache)."""
-        if not scope["path"].startswith("/v1/"):
+        """`/v1` takes bodies from a known key only (the handler then finds it in the cache),
+        the admin API from the holder of the internal secret only."""
+        path = scope["path"]
+        if path.startswith("/api/v1/admin/"):
+            try:
+                self.services.admin.check(_text(headers, b"x-internal-secret"))
+            except GatewayError:
+                return False
+            return True
+        if not path.startswith("/v1/"):
             return True
         try:
             await self.services.accounts.authenticate(_text(headers, b"authorization"))

@@ -17,6 +17,7 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugNotAllowed
 
 from ..core.errors import GatewayError, HTTPProblem, MethodNotAllowed, NotFound, OAuthError
 from ..services import Services
+from .admin_api import admin_api_blueprint
 from .api import api_blueprint
 from .asgi import internal_error
 from .auto import auto_blueprint
@@ -73,6 +74,7 @@ def quart_app(services: Services) -> QuartTrio:
     app.register_blueprint(oauth_blueprint(services))
     app.register_blueprint(device_blueprint(services))
     app.register_blueprint(api_blueprint(services))
+    app.register_blueprint(admin_api_blueprint(services))
     return app
 
 

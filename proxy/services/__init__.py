@@ -8,6 +8,7 @@ internals: every rule lives here once.
 from ..core.chat import Chunks, StreamDone, StreamEvent, StreamFailed
 from ..store import KeyRecord, UserRecord
 from .accounts import AccountService, BooksCheck, Credit, NewKey
+from .admin import AdminService
 from .chat import ChatCall, ChatReply, ChatService
 from .chat_stream import ChatStream, OpenChatStream
 from .factory import (
@@ -22,6 +23,7 @@ from .status import StatusService
 
 __all__ = [
     "AccountService",
+    "AdminService",
     "BooksCheck",
     "ChatCall",
     "ChatReply",

@@ -101,14 +101,16 @@ class AccountService:
         self._auth.invalidate()
         return record
 
-    async def set_user_status(self, email: str, status: str, *, actor: str = "admin") -> UserRecord:
+    async def set_user_status(
+        self, email: str, status: str, *, actor: str = "admin", address: str | None = None
+    ) -> UserRecord:
         """Disable (or enable again) a user: a disabled user's logins and keys get 401."""
         if status not in ("active", "disabled"):
             raise BadRequest("status must be active or disabled", param="status")
 
         def change(conn: Any) -> UserRecord:
             user = ids.set_user_status(conn, email, status)
-            ids.audit(conn, actor, f"user-{status}", user.id, user.email)
+            ids.audit(conn, actor, f"user-{status}", user.id, user.email, address)
             return user
 
         user = await self._write(change)

@@ -38,6 +38,7 @@ from ..upstream.failover import Failover
 from ..upstream.health import UpstreamHealth
 from ..upstream.relay import Relay
 from .accounts import AccountService
+from .admin import AdminService
 from .chat import ChatService
 from .device_flow import DeviceFlowService
 from .identity import IdentityService
@@ -56,6 +57,7 @@ class Services:
     accounts: AccountService
     identity: IdentityService
     device_flow: DeviceFlowService
+    admin: AdminService
     status: StatusService
     _store: Store
     _relay: Relay
@@ -115,6 +117,7 @@ def build_services(settings: Settings) -> Services:
     documents = DocumentFetcher()
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
     auth = KeyAuth(store, settings.key_cache_seconds)
+    accounts = AccountService(store, settings, auth, on_credit=wallets.reload)
     chat = ChatService(
         settings=settings,
         catalog=catalog,
@@ -133,7 +136,8 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         chat=chat,
-        accounts=AccountService(store, settings, auth, on_credit=wallets.reload),
+        accounts=accounts,
+        admin=AdminService(accounts, store, settings),
         identity=identity,
         device_flow=_device_flow(store, settings, identity),
         status=StatusService(settings, store, catalog, health),

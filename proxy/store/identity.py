@@ -283,3 +283,13 @@ def audit(
         "VALUES (?, ?, ?, ?, ?, ?)",
         (actor, action, target, detail, address, now_ms()),
     )
+
+
+def audit_rows(conn: sqlite3.Connection, limit: int) -> list[dict[str, object]]:
+    rows = conn.execute(
+        "SELECT id, actor, action, target, detail, address, created_at FROM audit_log "
+        "ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    names = ("id", "actor", "action", "target", "detail", "address", "created_at")
+    return [dict(zip(names, row, strict=True)) for row in rows]
