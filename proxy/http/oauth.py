@@ -39,7 +39,7 @@ def oauth_blueprint(services: Services) -> Blueprint:
     async def revoke() -> Response:
         form = await _form()
         await flow.revoke(form.get("token", ""))
-        return Response(b"", status=200, headers=NO_STORE)
+        return _json({}, NO_STORE)  # RFC 7009: 200 whether the token was known or not
 
     @bp.get("/oauth/jwks.json")
     async def jwks() -> Response:

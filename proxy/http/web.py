@@ -8,6 +8,7 @@ render the same way. Request ids and bodies were settled by the edge.
 from __future__ import annotations
 
 import logging
+from importlib.metadata import version
 
 import orjson
 from quart import Response, g, request
@@ -25,13 +26,14 @@ from .device import device_blueprint
 from .health import health_blueprint
 from .oauth import NO_STORE, oauth_blueprint
 from .openai_wire import JSON, render_error
+from .openapi import install_openapi
 from .v1 import v1_blueprint
 
 log = logging.getLogger("tokenroute")
 
 
 def quart_app(services: Services) -> QuartTrio:
-    app = QuartTrio("tokenroute")
+    app = QuartTrio("tokenroute", static_folder=None)  # no files served from disk
     app.config.update(
         MAX_CONTENT_LENGTH=None,  # the edge enforces the body limit for every route
         RESPONSE_TIMEOUT=None,  # long streams are bounded by our own upstream timeouts
@@ -75,6 +77,7 @@ def quart_app(services: Services) -> QuartTrio:
     app.register_blueprint(device_blueprint(services))
     app.register_blueprint(api_blueprint(services))
     app.register_blueprint(admin_api_blueprint(services))
+    install_openapi(app, version("tokenroute"))
     return app
 
 
