@@ -8,6 +8,7 @@ where other users of the machine could see them.
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from typing import Any
 
@@ -45,7 +46,9 @@ def add_commands(sub: Any) -> list[argparse.ArgumentParser]:
 
 
 def read_password() -> str:
-    """One line from stdin (a terminal or a pipe), without its line ending."""
+    """One line from stdin without its line ending; at a terminal, asked without echo."""
+    if sys.stdin.isatty():
+        return getpass.getpass("password: ")
     line = sys.stdin.readline()
     if not line:
         raise UserFacingError("--password-stdin: nothing on standard input")
