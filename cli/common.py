@@ -14,17 +14,9 @@ from proxy.core.config import Settings, load_settings
 from proxy.core.errors import ConfigError, GatewayError
 from proxy.services import AccountService, OperatorServices, with_operator
 
-from .output import EXIT_SERVER, EXIT_USER
+from .output import EXIT_SERVER, EXIT_USER, UserFacingError
 
 T = TypeVar("T")
-
-
-class UserFacingError(Exception):
-    """Reported as one line; exit code 1 (the user's to fix) unless told otherwise."""
-
-    def __init__(self, message: str, code: int = EXIT_USER) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def load(args: argparse.Namespace, **overrides: Any) -> Settings:
