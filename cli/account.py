@@ -68,7 +68,9 @@ def topup_command(args: argparse.Namespace) -> int:
 def models_command(args: argparse.Namespace) -> int:
     session = Session(args)
     key = session.api_key(getattr(args, "key", None))
-    listing = client.request("GET", session.api_url + "/v1/models", bearer=key)
+    headers: dict[str, str] = {}
+    listing = client.request("GET", session.api_url + "/v1/models", bearer=key,
+                             headers_out=headers)  # fmt: skip
     models = listing["data"]
     if args.json:
         emit(models, True, "")
@@ -80,6 +82,9 @@ def models_command(args: argparse.Namespace) -> int:
                      _per_million(pricing.get("output")),
                      str(m.get("context_length") or "-")])  # fmt: skip
     print(table(["MODEL", "INPUT $/1M", "OUTPUT $/1M", "CONTEXT"], rows))
+    limit = headers.get("x-ratelimit-limit-requests")
+    if limit:
+        print(f"\nthis key's rate limit: bursts of {limit} requests")
     return 0
 
 

@@ -36,8 +36,9 @@ def request(
     form: dict[str, str] | None = None,
     bearer: str | None = None,
     timeout: float = TIMEOUT,
+    headers_out: dict[str, str] | None = None,
 ) -> Any:
-    """The decoded JSON answer (None for an empty one)."""
+    """The decoded JSON answer (None for an empty one); its headers into `headers_out`."""
     headers = {"accept": "application/json", "user-agent": USER_AGENT}
     data = None
     if json_body is not None:
@@ -51,6 +52,8 @@ def request(
     call = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(call, timeout=timeout) as answer:
+            if headers_out is not None:
+                headers_out.update({k.lower(): v for k, v in answer.headers.items()})
             return _decode(answer.read())
     except urllib.error.HTTPError as exc:
         body = _decode(exc.read(), lenient=True)

@@ -26,6 +26,9 @@ class Session:
         given = getattr(args, "api_url", None) or os.environ.get("TOKENROUTE_API_URL")
         remembered = self._creds.get("api_url") if self._creds else None
         self.api_url = (given or remembered or DEFAULT_API_URL).rstrip("/")
+        if not self.api_url.startswith(("http://", "https://")):
+            raise UserFacingError(f"the gateway URL must start with http:// or https://, "
+                                  f"got {self.api_url!r} (--api-url, TOKENROUTE_API_URL)")  # fmt: skip
         if self._creds and remembered and remembered.rstrip("/") != self.api_url:
             self._creds = None  # a login for another gateway
         self.env_key = os.environ.get("TOKENROUTE_API_KEY") or None
