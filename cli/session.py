@@ -27,8 +27,10 @@ class Session:
         remembered = self._creds.get("api_url") if self._creds else None
         self.api_url = (given or remembered or DEFAULT_API_URL).rstrip("/")
         if not self.api_url.startswith(("http://", "https://")):
-            raise UserFacingError(f"the gateway URL must start with http:// or https://, "
-                                  f"got {self.api_url!r} (--api-url, TOKENROUTE_API_URL)")  # fmt: skip
+            raise UserFacingError(
+                "the gateway URL (--api-url, TOKENROUTE_API_URL) must start with http:// or "
+                f"https://, got {self.api_url!r}"
+            )
         if self._creds and remembered and remembered.rstrip("/") != self.api_url:
             self._creds = None  # a login for another gateway
         self.env_key = os.environ.get("TOKENROUTE_API_KEY") or None
