@@ -101,7 +101,8 @@ ROUTES: dict[str, Doc] = {
     "admin_api.usage": Doc(s.Usage, query=s.AdminUsageQuery, security=SECRET),
     "admin_api.audit": Doc(AuditRows, query=s.LimitQuery, security=SECRET),
 }  # fmt: skip
-HIDDEN_BLUEPRINTS = ("device",)  # the sign-in page: HTML for people, not an API
+# The sign-in page (HTML for people) and the text for language models: not an API.
+HIDDEN_BLUEPRINTS = ("device", "llms")
 
 
 class GatewayOpenAPI(OpenAPIProvider):
