@@ -112,6 +112,14 @@ def gateway_settings(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
     )
 
 
+@pytest.fixture
+def fast_login(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
+    """Settings whose device flow polls every second (tests of `tokenroute login`)."""
+    config = tmp_path / "tokenroute.toml"
+    config.write_text("[auth]\npoll_interval_seconds = 1\n")
+    return load_settings(gateway_env, config, {"db_path": tmp_path / "gw.db", "port": 0})
+
+
 @asynccontextmanager
 async def running_gateway(
     nursery: trio.Nursery, settings: Settings

@@ -13,22 +13,14 @@ from typing import Any
 
 import httpx2 as httpx
 import openai
-import pytest
 import trio
 
-from proxy.core.config import Settings, load_settings
+from proxy.core.config import Settings
 from proxy.core.money import usd_to_units
 from tests.cli_helpers import TOKENROUTE, clean_env, run_cli
 from tests.conftest import running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.test_device_flow import approve_in_browser, person
-
-
-@pytest.fixture
-def fast_login(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
-    config = tmp_path / "tokenroute.toml"
-    config.write_text("[auth]\npoll_interval_seconds = 1\n")
-    return load_settings(gateway_env, config, {"db_path": tmp_path / "gw.db", "port": 0})
 
 
 def cli_env(home: Path, url: str, **extra: str) -> dict[str, str]:
@@ -214,3 +206,44 @@ async def test_a_denied_login_exits_3_and_says_what_to_do(
         error = (await process.stderr.receive_some()).decode()
         assert "denied" in error and "tokenroute login" in error
         assert not (tmp_path / "home" / ".tokenroute" / "credentials.json").exists()
+
+
+async def answer_500(stream: trio.SocketStream) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some()
+        if not chunk:
+            return
+        data += chunk
+    body = b'{"error": {"message": "boom", "type": "server_error", "code": 500}}'
+    await stream.send_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json"
+                          b"\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+                          % (len(body), body))  # fmt: skip
+    await stream.aclose()
+
+
+async def test_a_server_error_exits_3(nursery: trio.Nursery, tmp_path: Path) -> None:
+    from functools import partial
+
+    listeners = await nursery.start(partial(trio.serve_tcp, answer_500, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    env = cli_env(tmp_path / "home", f"http://127.0.0.1:{port}", TOKENROUTE_API_KEY="sk-tr-x")
+    done = await run_cli("balance", "--json", env=env)
+    assert done.returncode == 3 and "boom" in done.stderr
+    assert json.loads(done.stdout)["error"]["exit_code"] == 3
+    nursery.cancel_scope.cancel()
+
+
+async def test_env_and_help_start_without_the_gateway(tmp_path: Path) -> None:
+    """`env` and `--help` import none of the server stack (they must start fast)."""
+    import sys
+
+    for args in (["env", "--key", "sk-tr-abc"], ["--help"]):
+        done = await trio.to_thread.run_sync(lambda a=args: __import__("subprocess").run(
+            [sys.executable, "-X", "importtime", "-m", "cli.main", *a],
+            capture_output=True, text=True, timeout=60,
+            env=clean_env(HOME=str(tmp_path))))  # fmt: skip
+        assert done.returncode == 0, done.stderr[-500:]
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+        heavy = {m for m in imported if m.split(".")[0] in ("proxy", "trio", "quart", "httpx2")}
+        assert heavy == set(), sorted(heavy)[:10]
