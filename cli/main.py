@@ -57,6 +57,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     def command(name: str, help: str, run: Callable[[argparse.Namespace], int]) -> Any:
         sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--version", action=Version, nargs=0, help="print the version")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
         sub.add_argument("--api-url", help="the gateway (default $TOKENROUTE_API_URL, "
                          "else the one you logged in to, else http://127.0.0.1:8080)")  # fmt: skip
@@ -110,6 +111,7 @@ def _keys_commands(commands: Any) -> None:
 
     def command(name: str, help: str, run: str) -> Any:
         parser = sub.add_parser(name, help=help, description=help)
+        parser.add_argument("--version", action=Version, nargs=0, help="print the version")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         parser.add_argument("--api-url", help="the gateway (default as for login)")
         parser.set_defaults(run=lazy(".keys", run))

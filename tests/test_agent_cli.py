@@ -119,6 +119,13 @@ async def test_the_agent_sequence_end_to_end(
         )
         me = await agent(env, "whoami")
         assert set(me) == {"id", "display_name", "email", "logto_sub", "balance_usd", "status"}
+        expired = json.loads(creds.read_text())
+        creds.write_text(json.dumps({**expired, "expires_at": 0}))  # the hour is up
+        assert (await agent(env, "whoami"))["id"] == me["id"]  # refreshed silently
+        renewed = json.loads(creds.read_text())
+        assert renewed["refresh_token"] != expired["refresh_token"]
+        assert renewed["expires_at"] > expired["expires_at"] - 3600
+        assert stat.S_IMODE(creds.stat().st_mode) == 0o600
         models = await agent(env, "models")
         assert isinstance(models, list) and "openai/gpt-4o-mini" in [m["id"] for m in models]
         listed = await agent(env, "keys", "list")
