@@ -105,7 +105,8 @@ async def test_migrate_reports_the_schema_version(tmp_path) -> None:  # type: ig
         "0003_routes.sql",
         "0004_auto.sql",
         "0005_identity.sql",
+        "0006_payments.sql",
     ]
-    assert first["schema_version"] == 5
+    assert first["schema_version"] == 6
     again = await run_json("migrate", "--db", db)
-    assert again["applied"] == [] and again["schema_version"] == 5
+    assert again["applied"] == [] and again["schema_version"] == 6

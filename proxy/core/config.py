@@ -17,6 +17,7 @@ from typing import Any
 
 from .config_identity import IdentitySettings, parse_identity, parse_url
 from .config_models import AutoSettings, ModelSettings, parse_auto, parse_models
+from .config_payments import PaymentSettings, parse_payments
 from .config_values import (
     DEFAULT_TIER,
     TierSettings,
@@ -112,6 +113,7 @@ class Settings:
     cooldown_long_seconds: float = 600.0  # the upstream's account is out of credit, or its key
     auto: AutoSettings = field(default_factory=AutoSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
 
     def tier(self, name: str | None) -> TierSettings:
         """The named tier; the default one for a key with none, or with one no longer defined."""
@@ -182,6 +184,7 @@ def load_settings(
     path = config_path or environ.get("TOKENROUTE_CONFIG")
     doc = _read_toml(Path(path)) if path else {}
     sections = {"server", "providers", "models", "tiers", "routes", "auto", "auth", "accounts"}
+    sections.add("payments")
     unknown = set(doc) - sections
     if unknown:
         raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
@@ -223,6 +226,7 @@ def load_settings(
         identity=parse_identity(
             _table(doc, "auth", "config [auth]"), _table(doc, "accounts", "config [accounts]")
         ),
+        payments=parse_payments(_table(doc, "payments", "config [payments]"), environ),
     )
 
 

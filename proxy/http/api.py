@@ -16,7 +16,6 @@ from ..core.errors import (
     AuthenticationFailed,
     BadRequest,
     PermissionDenied,
-    ServiceUnavailable,
 )
 from ..core.money import format_usd
 from ..services import KeyRecord, Services, UserRecord
@@ -142,11 +141,26 @@ def api_blueprint(services: Services) -> Blueprint:
 
     @bp.post("/topup")
     async def topup() -> Response:
-        await caller()
-        raise ServiceUnavailable(
-            "payments are not set up on this gateway; ask its operator to grant credit "
-            "(tokenroute admin grant)"
+        who = await caller()
+        body = await wire.body()
+        checkout = await services.payments.topup(
+            who.user, body.get("amount_usd"), key_id=wire.string(body, "key") or None, via=who.key
         )
+        return wire.json(checkout)
+
+    @bp.get("/me/payments")
+    async def my_payments() -> Response:
+        who = await caller()
+        found = await services.payments.payments(user_id=who.user.id)
+        if who.key is not None:
+            found = [p for p in found if p.key_id == who.key.id]
+        return wire.json([wire.payment_json(p) for p in found])
+
+    @bp.post("/payments/stripe/webhook")
+    async def stripe_webhook() -> Response:
+        payload = await request.get_data()
+        outcome = await services.payments.webhook(payload, request.headers.get("stripe-signature"))
+        return wire.json({"received": True, "outcome": outcome})
 
     return bp
 

@@ -126,6 +126,30 @@ class TopupRequest(BaseModel):
     key: str | None = None
 
 
+class Checkout(BaseModel):
+    checkout_url: str = Field(description="for a person to open and pay; agents never pay")
+    session_id: str
+    amount_usd: str
+    expires_at: int | None
+    credit_usd: str = Field(description="what the key gets: the amount less the fee")
+    key_id: str
+    payment_id: str
+
+
+class Payment(BaseModel):
+    id: str
+    key_id: str
+    amount_usd: str
+    credit_usd: str
+    status: str
+    session_id: str | None
+    checkout_url: str | None
+    clawed_back_usd: str
+    owed_usd: str
+    created_at: str | None
+    credited_at: str | None
+
+
 class Discovery(BaseModel):
     issuer: str
     client_id: str

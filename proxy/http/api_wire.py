@@ -146,3 +146,19 @@ def ledger_json(row: dict[str, Any]) -> dict[str, Any]:
         "note": row["note"],
         "created_at": iso(row["created_at"]),
     }
+
+
+def payment_json(payment: Any) -> dict[str, Any]:
+    return {
+        "id": payment.id,
+        "key_id": payment.key_id,
+        "amount_usd": format_usd(payment.amount),
+        "credit_usd": format_usd(payment.credit),
+        "status": payment.status,
+        "session_id": payment.session_id,
+        "checkout_url": payment.checkout_url if payment.status == "open" else None,
+        "clawed_back_usd": format_usd(payment.clawed_back),
+        "owed_usd": format_usd(payment.owed),
+        "created_at": iso(payment.created_at),
+        "credited_at": iso(payment.credited_at),
+    }

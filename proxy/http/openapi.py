@@ -48,6 +48,10 @@ class AuditRows(RootModel[list[s.AuditRow]]):
     pass
 
 
+class PaymentList(RootModel[list[s.Payment]]):
+    pass
+
+
 class Document(RootModel[dict[str, Any]]):
     """A JSON object (discovery documents, key sets, explanations)."""
 
@@ -89,7 +93,9 @@ ROUTES: dict[str, Doc] = {
     "api.transfer": Doc(s.Transfer, request=s.TransferRequest, security=BEARER, errors=MANAGE),
     "api.usage": Doc(s.Usage, query=s.UsageQuery, security=BEARER, errors=(400, 401, 403)),
     "api.generation": Doc(s.Generation, query=s.GenerationQuery, security=BEARER),
-    "api.topup": Doc(Empty, request=s.TopupRequest, security=BEARER, errors=(400, 401, 503)),
+    "api.topup": Doc(s.Checkout, request=s.TopupRequest, security=BEARER, errors=(400, 401, 503)),
+    "api.my_payments": Doc(PaymentList, security=BEARER, errors=(401,)),
+    "api.stripe_webhook": Doc(Document, security=PUBLIC, errors=(400, 503)),
     "admin_api.find_user": Doc(s.User, query=s.UserQuery, security=SECRET),
     "admin_api.create_user": Doc(s.User, 201, s.NewUserRequest, security=SECRET, errors=CREATE),
     "admin_api.get_user": Doc(s.User, security=SECRET),
@@ -102,7 +108,7 @@ ROUTES: dict[str, Doc] = {
     "admin_api.audit": Doc(AuditRows, query=s.LimitQuery, security=SECRET),
 }  # fmt: skip
 # The sign-in page (HTML for people) and the text for language models: not an API.
-HIDDEN_BLUEPRINTS = ("device", "llms")
+HIDDEN_BLUEPRINTS = ("device", "llms", "payment_pages")
 
 
 class GatewayOpenAPI(OpenAPIProvider):

@@ -28,6 +28,7 @@ from .llms import llms_blueprint
 from .oauth import NO_STORE, oauth_blueprint
 from .openai_wire import JSON, render_error
 from .openapi import install_openapi
+from .payment_pages import payment_pages_blueprint
 from .v1 import v1_blueprint
 
 log = logging.getLogger("tokenroute")
@@ -79,6 +80,7 @@ def quart_app(services: Services) -> QuartTrio:
     app.register_blueprint(api_blueprint(services))
     app.register_blueprint(admin_api_blueprint(services))
     app.register_blueprint(llms_blueprint(services))
+    app.register_blueprint(payment_pages_blueprint(services))
     install_openapi(app, version("tokenroute"))
     return app
 

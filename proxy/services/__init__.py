@@ -19,6 +19,7 @@ from .factory import (
     with_operator,
 )
 from .identity import IdentityService
+from .payments import PaymentService
 from .status import StatusService
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "NewKey",
     "OpenChatStream",
     "OperatorServices",
+    "PaymentService",
     "Services",
     "StatusService",
     "StreamDone",

@@ -42,6 +42,7 @@ from .admin import AdminService
 from .chat import ChatService
 from .device_flow import DeviceFlowService
 from .identity import IdentityService
+from .payments import PaymentService
 from .status import StatusService
 
 T = TypeVar("T")
@@ -58,6 +59,7 @@ class Services:
     identity: IdentityService
     device_flow: DeviceFlowService
     admin: AdminService
+    payments: PaymentService
     status: StatusService
     _store: Store
     _relay: Relay
@@ -138,6 +140,9 @@ def build_services(settings: Settings) -> Services:
         chat=chat,
         accounts=accounts,
         admin=AdminService(accounts, store, settings),
+        payments=PaymentService(
+            store, settings, lambda: identity.base_url, on_credit=wallets.reload
+        ),
         identity=identity,
         device_flow=_device_flow(store, settings, identity),
         status=StatusService(settings, store, catalog, health),
@@ -170,6 +175,7 @@ class OperatorServices:
     accounts: AccountService
     identity: IdentityService
     device_flow: DeviceFlowService
+    payments: PaymentService
 
 
 def _device_flow(store: Store, settings: Settings, identity: IdentityService) -> DeviceFlowService:
@@ -188,7 +194,10 @@ async def with_operator(
     accounts = AccountService(store, settings, KeyAuth(store, settings.key_cache_seconds))
     documents = DocumentFetcher()
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
-    operator = OperatorServices(accounts, identity, _device_flow(store, settings, identity))
+    payments = PaymentService(store, settings, lambda: identity.base_url)
+    operator = OperatorServices(
+        accounts, identity, _device_flow(store, settings, identity), payments
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         try:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from .accounts import AccountError, Missing, now_ms
 from .usage import USAGE_COLUMNS, UsageRecord, usage_values
 
-KINDS = ("grant", "topup", "usage", "transfer", "refund", "adjustment")
+KINDS = ("grant", "topup", "usage", "transfer", "refund", "dispute", "adjustment")
 
 
 @contextmanager

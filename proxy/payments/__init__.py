@@ -1,0 +1,1 @@
+"""Stripe: Checkout Sessions, webhook verification, listing sessions to reconcile."""
