@@ -50,6 +50,9 @@ def quart_app(services: Services) -> QuartTrio:
 
     @app.errorhandler(GatewayError)
     async def gateway_error(error: GatewayError) -> Response:
+        if error.detail:  # the operator's side of it (a provider's words), never the client's
+            request_id = request.headers.get("x-request-id", "")
+            log.warning("%s %s (%s): %s", request.method, request.path, request_id, error.detail)
         return _response(error)
 
     @app.errorhandler(OAuthError)

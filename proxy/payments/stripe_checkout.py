@@ -28,12 +28,16 @@ class StripeCheckout:
     def __init__(self, settings: PaymentSettings) -> None:
         assert settings.secret_key is not None and settings.webhook_secret is not None
         self._webhook_secret = settings.webhook_secret
+        self._http = stripe.HTTPXClient()
         self._client = stripe.StripeClient(
             settings.secret_key,
             base_addresses={"api": settings.api_base},
-            http_client=stripe.HTTPXClient(),
+            http_client=self._http,
             max_network_retries=2,
         )
+
+    async def aclose(self) -> None:
+        await self._http.close_async()
 
     async def create_session(
         self,
@@ -70,7 +74,7 @@ class StripeCheckout:
             raise UpstreamUnavailable(
                 "the payment provider did not open a checkout; try again shortly",
                 fault=Fault.ACCOUNT,
-                detail=f"stripe: {exc.user_message or exc}",
+                detail=f"stripe: {exc.user_message or exc} ({exc.__cause__ or exc.__context__!r})",
             ) from exc
         return Session(created.id, str(created.url), created.expires_at)
 

@@ -90,6 +90,7 @@ class Services:
         self._housekeeping.cancel()
         await self._relay.aclose()
         await self._documents.aclose()
+        await self.payments.aclose()
         self._store.close()
         await self._store.wait_stopped()
 
@@ -205,5 +206,6 @@ async def with_operator(
             result = await outcome.acapture(operation, operator)
         finally:
             await documents.aclose()
+            await payments.aclose()
             store.close()
     return result.unwrap()  # type: ignore[no-any-return]

@@ -49,6 +49,10 @@ class PaymentService:
     def enabled(self) -> bool:
         return self._checkout is not None
 
+    async def aclose(self) -> None:
+        if self._checkout is not None:
+            await self._checkout.aclose()
+
     async def topup(
         self, user: UserRecord, amount_usd: Any, *, key_id: str | None, via: KeyRecord | None
     ) -> dict[str, object]:
