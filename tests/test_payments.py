@@ -127,7 +127,8 @@ async def test_forged_stale_or_altered_webhooks_credit_nothing(
         }
         for what, header in cases.items():
             payload = altered if what == "altered after signing" else body
-            reply = await client.post(WEBHOOK, content=payload, headers={"stripe-signature": header})
+            signed = {"stripe-signature": header}
+            reply = await client.post(WEBHOOK, content=payload, headers=signed)
             assert reply.status_code == 400, what
         assert await balance(gateway, key_id) == 0
         assert await deliver(client, body) == 200  # the genuine one still counts, once
