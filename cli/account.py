@@ -55,7 +55,10 @@ def topup_command(args: argparse.Namespace) -> int:
         body["key"] = args.key
     checkout = Session(args).call("POST", "/api/v1/topup", json_body=body)
     url = checkout["checkout_url"]
-    emit(checkout, args.json, f"Open this page to pay (never paid for you):\n{url}")
+    gets = checkout.get("credit_usd")
+    note = f" (the key gets {money(gets)} of credit)" if gets else ""
+    human = f"Pay {money(checkout['amount_usd'])}{note} on this page:\n{url}"
+    emit(checkout, args.json, human)
     if sys.stdout.isatty() and not args.json and not args.no_browser:
         import contextlib
         import webbrowser
