@@ -7,6 +7,7 @@ internals: every rule lives here once.
 
 from ..core.chat import Chunks, StreamDone, StreamEvent, StreamFailed
 from ..store import KeyRecord, UserRecord
+from ..store.reports import UsageFilter
 from .accounts import AccountService, BooksCheck, Credit, NewKey
 from .admin import AdminService
 from .chat import ChatCall, ChatReply, ChatService
@@ -20,6 +21,7 @@ from .factory import (
 )
 from .identity import IdentityService
 from .payments import PaymentService
+from .reports import ReportService
 from .status import StatusService
 
 __all__ = [
@@ -38,11 +40,13 @@ __all__ = [
     "OpenChatStream",
     "OperatorServices",
     "PaymentService",
+    "ReportService",
     "Services",
     "StatusService",
     "StreamDone",
     "StreamEvent",
     "StreamFailed",
+    "UsageFilter",
     "UserRecord",
     "build_services",
     "migrate_database",

@@ -43,6 +43,7 @@ from .chat import ChatService
 from .device_flow import DeviceFlowService
 from .identity import IdentityService
 from .payments import PaymentService
+from .reports import ReportService
 from .status import StatusService
 
 T = TypeVar("T")
@@ -60,6 +61,7 @@ class Services:
     device_flow: DeviceFlowService
     admin: AdminService
     payments: PaymentService
+    reports: ReportService
     status: StatusService
     _store: Store
     _relay: Relay
@@ -147,6 +149,7 @@ def build_services(settings: Settings) -> Services:
         identity=identity,
         device_flow=_device_flow(store, settings, identity),
         status=StatusService(settings, store, catalog, health),
+        reports=ReportService(store, health, lambda: relay.cutter.open_reads),
         _store=store,
         _relay=relay,
         _documents=documents,

@@ -1,0 +1,112 @@
+"""ReportService: what the operator's pages show, read off the event loop.
+
+Totals and charts over time windows, latency per model, top keys, money in and out,
+users and keys with filters, the usage table (keyset pages and a streamed CSV), the
+audit log, and what the upstreams are doing right now.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ..store import Store
+from ..store import identity as ids
+from ..store import reports as rep
+from ..store.reports import UsageFilter
+from ..upstream.health import UpstreamHealth
+
+HOUR_MS, DAY_MS = 3_600_000, 86_400_000
+CSV_PAGE = 1000
+CSV_COLUMNS = ("id", "request_id", "created_at", "user_id", "key_id", "requested_model",
+               "served_model", "provider", "tier", "tokens_in", "tokens_out", "cost", "status",
+               "error", "latency_ms", "ttft_ms", "fallbacks", "stream")  # fmt: skip
+
+
+class ReportService:
+    def __init__(
+        self, store: Store, health: UpstreamHealth, open_streams: Callable[[], int]
+    ) -> None:
+        self._store = store
+        self._health = health
+        self._open_streams = open_streams
+
+    async def dashboard(self) -> dict[str, Any]:
+        now = _now_ms()
+
+        def read(conn: Any) -> dict[str, Any]:
+            month = now - 30 * DAY_MS
+            return {
+                "hour": rep.totals(conn, now - HOUR_MS),
+                "day": rep.totals(conn, now - DAY_MS),
+                "month": rep.totals(conn, month),
+                "per_day": rep.per_day(conn, "created_at >= ?", [month]),
+                "models": rep.model_latency(conn, now - DAY_MS),
+                "top_keys": rep.top_keys(conn, month),
+                "money": rep.money_flow(conn, month),
+            }
+
+        board = await self._store.read(read)
+        board["streams"] = self._open_streams()
+        board["upstreams"] = self._health.states(details=True)
+        return board  # type: ignore[no-any-return]
+
+    def upstreams(self) -> dict[str, dict[str, object]]:
+        return self._health.states(details=True)
+
+    async def users(self, search: str = "") -> list[dict[str, Any]]:
+        return await self._store.read(lambda c: rep.users(c, search))  # type: ignore[no-any-return]
+
+    async def keys(self, *, owner: str = "", status: str = "", tier: str = ""
+                   ) -> list[dict[str, Any]]:  # fmt: skip
+        return await self._store.read(  # type: ignore[no-any-return]
+            lambda c: rep.keys(c, owner=owner, status=status, tier=tier)
+        )
+
+    async def usage(self, selected: UsageFilter, before_id: int | None, limit: int = 50
+                    ) -> dict[str, Any]:  # fmt: skip
+        where, args = selected.where()
+
+        def read(conn: Any) -> dict[str, Any]:
+            rows = rep.usage_page(conn, where, args, before_id, limit + 1)
+            return {
+                "rows": rows[:limit],
+                "next": rows[limit - 1]["id"] if len(rows) > limit else None,
+                "totals": rep.usage_totals(conn, where, args),
+                "per_day": rep.per_day(conn, where, args),
+            }
+
+        return await self._store.read(read)  # type: ignore[no-any-return]
+
+    async def usage_csv(self, selected: UsageFilter) -> AsyncIterator[bytes]:
+        """The filtered usage rows as CSV, a page at a time (never all in memory)."""
+        where, args = selected.where()
+        yield _csv_line(CSV_COLUMNS)
+        before: int | None = None
+        while True:
+            rows = await self._store.read(
+                lambda c, b=before: rep.usage_page(c, where, args, b, CSV_PAGE)
+            )
+            if not rows:
+                return
+            yield b"".join(_csv_line([row[c] for c in CSV_COLUMNS]) for row in rows)
+            before = rows[-1]["id"]
+
+    async def audit(self, limit: int = 200, action: str = "") -> list[dict[str, object]]:
+        rows = await self._store.read(ids.audit_rows, 1000 if action else limit)
+        if action:
+            rows = [r for r in rows if action in str(r["action"])][:limit]
+        return rows  # type: ignore[no-any-return]
+
+
+def _csv_line(values: Any) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerow(["" if v is None else v for v in values])
+    return out.getvalue().encode()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,169 @@
+"""What the operator's pages read: totals over time windows, per-model latency, top keys,
+users with their keys, and the usage table paged by keyset (`id < ?`), never by OFFSET.
+
+Every query is bounded by an indexed time range or a LIMIT; they run on reader
+connections in threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+USAGE_FILTERS = ("user_id", "key_id", "served_model", "provider", "tier")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    since_ms: int
+    until_ms: int
+    user_id: str | None = None
+    key_id: str | None = None
+    served_model: str | None = None
+    provider: str | None = None
+    tier: str | None = None
+    status: str | None = None  # "ok", "error", or None for all
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, args = ["created_at >= ?", "created_at < ?"], [self.since_ms, self.until_ms]
+        for name in USAGE_FILTERS:
+            value = getattr(self, name)
+            if value:
+                clauses.append(f"{name} = ?")
+                args.append(value)
+        if self.status == "ok":
+            clauses.append("status = 200")
+        elif self.status == "error":
+            clauses.append("status != 200")
+        return " AND ".join(clauses), args
+
+
+def totals(conn: sqlite3.Connection, since_ms: int) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), "
+        "coalesce(sum(cost), 0), coalesce(sum(status != 200), 0) FROM usage WHERE created_at >= ?",
+        (since_ms,),
+    ).fetchone()
+    return dict(zip(("requests", "tokens_in", "tokens_out", "cost", "errors"), row, strict=True))
+
+
+def per_day(conn: sqlite3.Connection, where: str, args: list[Any]) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT date(created_at / 1000, 'unixepoch') AS day, count(*), sum(cost), "
+        f"sum(status != 200) FROM usage WHERE {where} GROUP BY day ORDER BY day",
+        args,
+    ).fetchall()
+    return [{"day": d, "requests": n, "cost": c, "errors": e} for d, n, c, e in rows]
+
+
+def model_latency(conn: sqlite3.Connection, since_ms: int, sample: int = 5000
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """p50 / p95 latency and time to first token per served model (the newest `sample` rows
+    of each, so the cost stays flat however many rows there are)."""
+    query = "SELECT DISTINCT served_model FROM usage WHERE created_at >= ? AND served_model != ''"
+    models = [r[0] for r in conn.execute(query, (since_ms,)) if r[0]]
+    found = []
+    for model in sorted(models):
+        rows = conn.execute(
+            "SELECT latency_ms, ttft_ms FROM usage WHERE served_model = ? AND created_at >= ? "
+            "AND status = 200 ORDER BY created_at DESC LIMIT ?",
+            (model, since_ms, sample),
+        ).fetchall()
+        latencies = sorted(r[0] for r in rows if r[0] is not None)
+        firsts = sorted(r[1] for r in rows if r[1] is not None)
+        found.append({"model": model, "requests": len(rows),
+                      "p50": _pct(latencies, 50), "p95": _pct(latencies, 95),
+                      "ttft_p50": _pct(firsts, 50), "ttft_p95": _pct(firsts, 95)})  # fmt: skip
+    return found
+
+
+def top_keys(conn: sqlite3.Connection, since_ms: int, limit: int = 10) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT u.key_id, k.name, us.email, count(*), sum(u.cost) FROM usage u "
+        "LEFT JOIN api_keys k ON k.id = u.key_id LEFT JOIN users us ON us.id = u.user_id "
+        "WHERE u.created_at >= ? GROUP BY u.key_id ORDER BY sum(u.cost) DESC LIMIT ?",
+        (since_ms, limit),
+    ).fetchall()
+    return [{"key_id": k, "name": n, "email": e, "requests": r, "cost": c}
+            for k, n, e, r, c in rows]  # fmt: skip
+
+
+def money_flow(conn: sqlite3.Connection, since_ms: int) -> dict[str, int]:
+    """Credit sold (top-ups), given (grants) and spent (usage) since a time."""
+    rows = dict(conn.execute(
+        "SELECT kind, sum(amount) FROM ledger WHERE created_at >= ? GROUP BY kind", (since_ms,)
+    ).fetchall())  # fmt: skip
+    return {"sold": rows.get("topup", 0), "granted": rows.get("grant", 0),
+            "spent": -rows.get("usage", 0), "clawed_back": -(rows.get("refund", 0)
+                                                             + rows.get("dispute", 0))}  # fmt: skip
+
+
+def users(conn: sqlite3.Connection, search: str, limit: int = 100) -> list[dict[str, Any]]:
+    like = f"%{search.strip()}%"
+    rows = conn.execute(
+        "SELECT u.id, u.email, u.display_name, u.is_admin, u.status, u.created_at, "
+        "count(k.id), coalesce(sum(CASE WHEN k.status = 'active' THEN k.balance END), 0), "
+        "(SELECT max(created_at) FROM usage WHERE user_id = u.id) "
+        "FROM users u LEFT JOIN api_keys k ON k.user_id = u.id "
+        "WHERE u.email LIKE ? OR u.display_name LIKE ? OR u.id = ? "
+        "GROUP BY u.id ORDER BY u.created_at DESC LIMIT ?",
+        (like, like, search.strip(), limit),
+    ).fetchall()
+    names = ("id", "email", "display_name", "is_admin", "status", "created_at", "keys",
+             "balance", "last_used")  # fmt: skip
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def keys(conn: sqlite3.Connection, *, owner: str = "", status: str = "", tier: str = "",
+         limit: int = 200) -> list[dict[str, Any]]:  # fmt: skip
+    clauses, args = ["1 = 1"], []
+    if owner:
+        clauses.append("(us.email LIKE ? OR k.user_id = ?)")
+        args += [f"%{owner}%", owner]
+    if status:
+        clauses.append("k.status = ?")
+        args.append(status)
+    if tier:
+        clauses.append("coalesce(k.tier, 'default') = ?")
+        args.append(tier)
+    rows = conn.execute(
+        "SELECT k.id, k.name, k.key_prefix, k.balance, k.status, coalesce(k.tier, ''), "
+        "k.created_at, us.email, (SELECT max(created_at) FROM usage WHERE key_id = k.id) "
+        f"FROM api_keys k JOIN users us ON us.id = k.user_id WHERE {' AND '.join(clauses)} "
+        "ORDER BY k.created_at DESC LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    names = ("id", "name", "key_prefix", "balance", "status", "tier", "created_at", "email",
+             "last_used")  # fmt: skip
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def usage_page(conn: sqlite3.Connection, where: str, args: list[Any], before_id: int | None,
+               limit: int) -> list[dict[str, Any]]:  # fmt: skip
+    """One page of usage rows, newest first, after the keyset `before_id`."""
+    if before_id is not None:
+        where, args = f"{where} AND id < ?", [*args, before_id]
+    cursor = conn.execute(
+        "SELECT id, request_id, created_at, user_id, key_id, requested_model, served_model, "
+        "provider, tier, tokens_in, tokens_out, cost, status, error, latency_ms, ttft_ms, "
+        f"fallbacks, stream FROM usage WHERE {where} ORDER BY id DESC LIMIT ?",
+        (*args, limit),
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def usage_totals(conn: sqlite3.Connection, where: str, args: list[Any]) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), "
+        f"coalesce(sum(cost), 0) FROM usage WHERE {where}",
+        args,
+    ).fetchone()
+    return dict(zip(("requests", "tokens_in", "tokens_out", "cost"), row, strict=True))
+
+
+def _pct(values: list[int], percent: int) -> int | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, (len(values) * percent) // 100)]
