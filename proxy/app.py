@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from quart_trio import QuartTrio
 
+from admin import admin_blueprint
+
 from .core.config import Settings
 from .http.edge import Edge
 from .http.web import quart_app
@@ -19,6 +21,7 @@ def create_app(settings: Settings) -> QuartTrio:
     """The Quart app; serve `asgi_app(app)` so that every request passes the edge first."""
     services = build_services(settings)
     app = quart_app(services)
+    app.register_blueprint(admin_blueprint(services))
     app.extensions["tokenroute"] = services
 
     @app.before_serving

@@ -122,6 +122,13 @@ class AccountService:
         """The user's keys with the time of each one's last request."""
         return await self._read(acc.keys_of_user, user_id)
 
+    async def key(self, key_id: str) -> KeyRecord:
+        """A key as recorded now; 404 if there is none."""
+        record = await self._read(acc.key_by_id, key_id)
+        if record is None:
+            raise NotFound(f"no key with id {key_id}")
+        return record  # type: ignore[no-any-return]
+
     async def key_balance(self, key_id: str) -> int:
         """A key's balance as recorded now (the authentication cache may be older)."""
         record = await self._read(acc.key_by_id, key_id)

@@ -85,7 +85,11 @@ class AdminService:
     async def audit_log(self, limit: int) -> list[dict[str, object]]:
         return await self._store.read(ids.audit_rows, limit)  # type: ignore[no-any-return]
 
-    async def _audit(self, action: str, target: str, detail: str, address: str) -> None:
+    async def record(self, actor: str, action: str, target: str, detail: str, address: str) -> None:
+        """An action taken elsewhere (the admin pages), for the audit log."""
         await self._store.write(
-            lambda conn: ids.audit(conn, ACTOR, action, target, detail, address)
+            lambda conn: ids.audit(conn, actor, action, target, detail, address)
         )
+
+    async def _audit(self, action: str, target: str, detail: str, address: str) -> None:
+        await self.record(ACTOR, action, target, detail, address)
