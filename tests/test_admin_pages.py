@@ -1,0 +1,135 @@
+"""The admin pages over HTTP: who gets in, forms that need their CSRF token, escaping of
+everything a user or an upstream can write, the cookie's flags, throttled sign-in."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import httpx2 as httpx
+import trio
+
+from proxy.core.config import Settings, load_settings
+from tests.admin_helpers import ADMIN, PASSWORD, csrf_of, make_admin, sign_in
+from tests.conftest import running_gateway
+from tests.fakes.openai_upstream import FakeOpenAI
+
+XSS = "<script>alert(1)</script>"
+PAGES = ("/admin/", "/admin/users", "/admin/keys", "/admin/usage", "/admin/audit")
+
+
+async def test_only_signed_in_administrators_get_in(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        running_gateway(nursery, gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        for path in PAGES:
+            away = await client.get(path)
+            assert away.status_code == 303 and away.headers["location"].startswith(
+                "/admin/sign-in?next="
+            ), path
+        await make_admin(gateway)
+        await gateway.services.accounts.create_user("plain@example.com")
+        await gateway.services.identity.set_password("plain@example.com", PASSWORD)
+        plain = await sign_in(client, "plain@example.com")
+        assert plain.status_code == 403 and "not an administrator" in plain.text
+        signed = await sign_in(client)
+        assert signed.status_code == 303
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+        for path in PAGES:
+            page = await client.get(path)
+            assert page.status_code == 200, path
+            assert "default-src 'none'" in page.headers["content-security-policy"]
+            assert page.headers["x-frame-options"] == "DENY"
+            assert page.headers["referrer-policy"] == "no-referrer"
+        css = await client.get("/admin/static/admin.css")
+        assert css.status_code == 200 and "font-family" in css.text
+        # An administrator who loses the role is refused at the next page.
+        conn = sqlite3.connect(gateway.db_path)
+        with conn:
+            conn.execute("UPDATE users SET is_admin = 0 WHERE email = ?", (ADMIN,))
+        conn.close()
+        assert (await client.get("/admin/users")).status_code == 403
+
+
+async def test_forms_need_their_csrf_token_and_change_nothing_without_it(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        running_gateway(nursery, gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        await make_admin(gateway)
+        await sign_in(client)
+        for token in (None, "wrong-token"):
+            data = {"email": "mallory@example.com"} | ({"csrf_token": token} if token else {})
+            refused = await client.post("/admin/users", data=data)
+            assert refused.status_code == 403
+        listing = await client.get("/admin/users", params={"q": "mallory"})
+        assert "mallory@example.com" not in listing.text
+        made = await client.post("/admin/users", data={"email": "alice@example.com",
+                                 "csrf_token": csrf_of(listing.text)})  # fmt: skip
+        assert made.status_code == 303
+
+
+async def test_everything_written_by_users_or_upstreams_is_escaped(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        running_gateway(nursery, gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        await make_admin(gateway)
+        await sign_in(client)
+        accounts = gateway.services.accounts
+        user = await accounts.create_user("x@example.com", name=XSS)
+        new = await accounts.create_key(user.email, XSS, credit=1_000_000_000)
+        await accounts.grant(new.record.id, 5, note=XSS)
+        conn = sqlite3.connect(gateway.db_path)
+        with conn:
+            conn.execute(
+                "INSERT INTO usage (request_id, key_id, user_id, requested_model, served_model, "
+                "status, error, created_at) VALUES ('req_x', ?, ?, ?, ?, 502, ?, "
+                "CAST(strftime('%s','now') AS INTEGER) * 1000)",
+                (new.record.id, user.id, XSS, XSS, XSS),
+            )
+        conn.close()
+        pages = [*PAGES, f"/admin/users/{user.id}", f"/admin/keys/{new.record.id}",
+                 "/admin/users?q=" + XSS]  # fmt: skip
+        for path in pages:
+            html = (await client.get(path)).text
+            assert XSS not in html, path
+        assert "&lt;script&gt;" in (await client.get(f"/admin/keys/{new.record.id}")).text
+
+
+async def test_the_cookie_is_secure_behind_https(
+    nursery: trio.Nursery, tmp_path: Path, gateway_env: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    env = {**gateway_env, "TOKENROUTE_PUBLIC_URL": "https://gateway.example"}
+    settings = load_settings(env, None, {"db_path": tmp_path / "gw.db", "port": 0})
+    async with (
+        running_gateway(nursery, settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        page = await client.get("/admin/sign-in")
+        assert "Secure" in page.headers["set-cookie"]  # the browser sends it over https only
+
+
+async def test_the_eleventh_wrong_password_is_throttled(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        running_gateway(nursery, gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        await make_admin(gateway)
+        token = csrf_of((await client.get("/admin/sign-in")).text)
+        statuses = []
+        for _ in range(11):
+            reply = await client.post("/admin/sign-in", data={
+                "csrf_token": token, "email": ADMIN, "password": "wrong"})  # fmt: skip
+            statuses.append(reply.status_code)
+        assert statuses[0] == 401 and statuses[-1] == 429
