@@ -116,7 +116,7 @@ def admin_blueprint(services: Services) -> Blueprint:
             board=board,
             windows=windows,
             chart_requests=charts.bars(board["per_day"], "requests", title="requests"),
-            chart_cost=charts.bars(board["per_day"], "cost", title="spend"),
+            chart_cost=charts.bars(board["per_day"], "cost", title="spend", show=_money),
         )
 
     @bp.get("/users")
