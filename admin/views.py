@@ -22,6 +22,7 @@ from proxy.services import Services, UserRecord
 
 from . import charts
 from . import session as auth
+from .system_view import system_views
 from .usage_view import usage_filter, usage_views
 
 View = Callable[..., Awaitable[Response]]
@@ -251,6 +252,7 @@ def admin_blueprint(services: Services) -> Blueprint:
         )
 
     usage_views(bp, services, page, render)
+    system_views(bp, services, page, render)
     bp.record_once(lambda state: hide(state.app.view_functions["admin.static"].__func__))
     return bp
 

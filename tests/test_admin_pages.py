@@ -15,7 +15,15 @@ from tests.conftest import running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 
 XSS = "<script>alert(1)</script>"
-PAGES = ("/admin/", "/admin/users", "/admin/keys", "/admin/usage", "/admin/audit")
+PAGES = (
+    "/admin/",
+    "/admin/users",
+    "/admin/keys",
+    "/admin/usage",
+    "/admin/audit",
+    "/admin/models",
+    "/admin/money",
+)
 
 
 async def test_only_signed_in_administrators_get_in(
@@ -133,3 +141,23 @@ async def test_the_eleventh_wrong_password_is_throttled(
                 "csrf_token": token, "email": ADMIN, "password": "wrong"})  # fmt: skip
             statuses.append(reply.status_code)
         assert statuses[0] == 401 and statuses[-1] == 429
+
+
+async def test_models_page_masks_secrets_and_money_page_checks_the_books(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        running_gateway(nursery, gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        await make_admin(gateway)
+        await sign_in(client)
+        models = await client.get("/admin/models")
+        assert "openai/gpt-4o-mini" in models.text
+        assert gateway_settings.internal_secret is not None
+        assert gateway_settings.internal_secret not in models.text
+        assert "(set, hidden)" in models.text and "TOKENROUTE_INTERNAL_SECRET" in models.text
+        assert "sk-upstream-secret-123" not in models.text  # the provider's key
+        page = await client.get("/admin/money")
+        checked = await client.post("/admin/money/check", data={"csrf_token": csrf_of(page.text)})
+        assert checked.status_code == 200 and "the books agree" in checked.text

@@ -114,6 +114,8 @@ class Settings:
     auto: AutoSettings = field(default_factory=AutoSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    # where each server setting came from: "[server] port", "TOKENROUTE_PORT", "--port"
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def tier(self, name: str | None) -> TierSettings:
         """The named tier; the default one for a key with none, or with one no longer defined."""
@@ -218,6 +220,7 @@ def load_settings(
         )
     return Settings(
         **values,
+        sources={name: setting for name, (setting, _) in raw.items()},
         providers=_providers(environ, _table(doc, "providers", "config [providers]")),
         models=parse_models(_table(doc, "models", "config [models]")),
         tiers=tiers,

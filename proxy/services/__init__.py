@@ -21,7 +21,7 @@ from .factory import (
 )
 from .identity import IdentityService
 from .payments import PaymentService
-from .reports import ReportService
+from .reports import ReportService, settings_table
 from .status import StatusService
 
 __all__ = [
@@ -50,5 +50,6 @@ __all__ = [
     "UserRecord",
     "build_services",
     "migrate_database",
+    "settings_table",
     "with_operator",
 ]

@@ -11,8 +11,10 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import fields
 from typing import Any
 
+from ..core.config import Settings
 from ..store import Store
 from ..store import identity as ids
 from ..store import reports as rep
@@ -21,6 +23,7 @@ from ..upstream.health import UpstreamHealth
 
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 CSV_PAGE = 1000
+SECRETS = ("internal_secret",)
 CSV_COLUMNS = ("id", "request_id", "created_at", "user_id", "key_id", "requested_model",
                "served_model", "provider", "tier", "tokens_in", "tokens_out", "cost", "status",
                "error", "latency_ms", "ttft_ms", "fallbacks", "stream")  # fmt: skip
@@ -95,11 +98,36 @@ class ReportService:
             yield b"".join(_csv_line([row[c] for c in CSV_COLUMNS]) for row in rows)
             before = rows[-1]["id"]
 
+    async def recent_errors(self, limit: int = 50) -> list[dict[str, Any]]:
+        return await self._store.read(lambda c: rep.recent_errors(c, limit))  # type: ignore[no-any-return]
+
+    async def ledger(self, kind: str = "") -> list[dict[str, Any]]:
+        return await self._store.read(lambda c: rep.ledger_rows(c, kind))  # type: ignore[no-any-return]
+
     async def audit(self, limit: int = 200, action: str = "") -> list[dict[str, object]]:
         rows = await self._store.read(ids.audit_rows, 1000 if action else limit)
         if action:
             rows = [r for r in rows if action in str(r["action"])][:limit]
         return rows  # type: ignore[no-any-return]
+
+
+def settings_table(settings: Settings) -> list[dict[str, str]]:
+    """Each server setting in force, where it came from, secrets masked."""
+    rows = []
+    for item in fields(settings):
+        if item.name in ("providers", "models", "tiers", "routes", "auto", "identity",
+                         "payments", "sources"):  # fmt: skip
+            continue
+        value = getattr(settings, item.name)
+        shown = "(set, hidden)" if item.name in SECRETS and value else str(value)
+        rows.append({"name": item.name, "value": shown,
+                     "source": settings.sources.get(item.name, "default")})  # fmt: skip
+    payments = settings.payments
+    rows.append({"name": "payments", "value": "on" if payments.enabled else "off",
+                 "source": "STRIPE_SECRET_KEY" if payments.enabled else "default"})  # fmt: skip
+    rows.append({"name": "login issuer", "value": settings.identity.issuer or "this gateway",
+                 "source": "[auth] issuer" if settings.identity.issuer else "default"})  # fmt: skip
+    return rows
 
 
 def _csv_line(values: Any) -> bytes:

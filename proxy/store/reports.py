@@ -167,3 +167,24 @@ def _pct(values: list[int], percent: int) -> int | None:
     if not values:
         return None
     return values[min(len(values) - 1, (len(values) * percent) // 100)]
+
+
+def recent_errors(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT created_at, request_id, coalesce(served_model, requested_model), provider, "
+        "status, error FROM usage WHERE status != 200 ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    names = ("created_at", "request_id", "model", "provider", "status", "error")
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def ledger_rows(conn: sqlite3.Connection, kind: str = "", limit: int = 200) -> list[dict[str, Any]]:
+    where, args = ("WHERE l.kind = ?", [kind]) if kind else ("", [])
+    rows = conn.execute(
+        "SELECT l.created_at, l.key_id, k.name, l.kind, l.amount, l.actor, l.note FROM ledger l "
+        f"LEFT JOIN api_keys k ON k.id = l.key_id {where} ORDER BY l.id DESC LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    names = ("created_at", "key_id", "name", "kind", "amount", "actor", "note")
+    return [dict(zip(names, row, strict=True)) for row in rows]
