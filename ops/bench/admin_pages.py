@@ -152,7 +152,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"admin-pages-{stamp}.json").write_text(json.dumps({"rows": a.rows, "pages": results}, indent=1))
-    print(f"| page | median ms | worst ms |\n|---|---|---|")
+    print("| page | median ms | worst ms |\n|---|---|---|")
     for path, r in results.items():
         print(f"| `{path}` | {r['median_ms']} | {r['max_ms']} |")
     return 0
