@@ -109,7 +109,11 @@ def admin_blueprint(services: Services) -> Blueprint:
     @page
     async def dashboard(who: UserRecord) -> Response:
         board = await reports.dashboard()
-        windows = [("hour", board["hour"]), ("day", board["day"]), ("30 days", board["month"])]
+        windows = [
+            ("last hour", board["hour"]),
+            ("today (UTC)", board["day"]),
+            ("last 30 days", board["month"]),
+        ]
         return await render(
             "dashboard.html",
             admin=who,

@@ -106,7 +106,8 @@ async def test_migrate_reports_the_schema_version(tmp_path) -> None:  # type: ig
         "0004_auto.sql",
         "0005_identity.sql",
         "0006_payments.sql",
+        "0007_usage_daily.sql",
     ]
-    assert first["schema_version"] == 6
+    assert first["schema_version"] == 7
     again = await run_json("migrate", "--db", db)
-    assert again["applied"] == [] and again["schema_version"] == 6
+    assert again["applied"] == [] and again["schema_version"] == 7

@@ -41,14 +41,16 @@ class ReportService:
         now = _now_ms()
 
         def read(conn: Any) -> dict[str, Any]:
-            month = now - 30 * DAY_MS
+            today = now - now % DAY_MS  # UTC midnight: whole days come from the rollups
+            month = today - 29 * DAY_MS
+            days = "day >= date(? / 1000, 'unixepoch')"
             return {
                 "hour": rep.totals(conn, now - HOUR_MS),
-                "day": rep.totals(conn, now - DAY_MS),
-                "month": rep.totals(conn, month),
-                "per_day": rep.per_day(conn, "created_at >= ?", [month]),
+                "day": rep.rolled_totals(conn, days, [today]),
+                "month": rep.rolled_totals(conn, days, [month]),
+                "per_day": rep.rolled_per_day(conn, days, [month]),
                 "models": rep.model_latency(conn, now - DAY_MS),
-                "top_keys": rep.top_keys(conn, month),
+                "top_keys": rep.rolled_top_keys(conn, _day(month)),
                 "money": rep.money_flow(conn, month),
             }
 
@@ -72,14 +74,15 @@ class ReportService:
     async def usage(self, selected: UsageFilter, before_id: int | None, limit: int = 50
                     ) -> dict[str, Any]:  # fmt: skip
         where, args = selected.where()
+        rolled, rolled_args = selected.rollup_where()
 
         def read(conn: Any) -> dict[str, Any]:
             rows = rep.usage_page(conn, where, args, before_id, limit + 1)
             return {
                 "rows": rows[:limit],
                 "next": rows[limit - 1]["id"] if len(rows) > limit else None,
-                "totals": rep.usage_totals(conn, where, args),
-                "per_day": rep.per_day(conn, where, args),
+                "totals": rep.rolled_totals(conn, rolled, rolled_args),
+                "per_day": rep.rolled_per_day(conn, rolled, rolled_args),
             }
 
         return await self._store.read(read)  # type: ignore[no-any-return]
@@ -134,6 +137,10 @@ def _csv_line(values: Any) -> bytes:
     out = io.StringIO()
     csv.writer(out).writerow(["" if v is None else v for v in values])
     return out.getvalue().encode()
+
+
+def _day(ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
 
 
 def _now_ms() -> int:

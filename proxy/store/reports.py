@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 USAGE_FILTERS = ("user_id", "key_id", "served_model", "provider", "tier")
+ROLLUP_COLUMNS = ("user_id", "key_id", "model", "provider", "tier")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +26,23 @@ class UsageFilter:
     tier: str | None = None
     status: str | None = None  # "ok", "error", or None for all
 
+    def rollup_where(self) -> tuple[str, list[Any]]:
+        """The same filter on `usage_daily` (whole UTC days from `since_ms` to `until_ms`)."""
+        clauses = ["day >= date(? / 1000, 'unixepoch')", "day < date(? / 1000, 'unixepoch')"]
+        args: list[Any] = [self.since_ms, self.until_ms]
+        for name, column in zip(USAGE_FILTERS, ROLLUP_COLUMNS, strict=True):
+            value = getattr(self, name)
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.status in ("ok", "error"):
+            clauses.append("ok = ?")
+            args.append(1 if self.status == "ok" else 0)
+        return " AND ".join(clauses), args
+
     def where(self) -> tuple[str, list[Any]]:
-        clauses, args = ["created_at >= ?", "created_at < ?"], [self.since_ms, self.until_ms]
+        # `+created_at`: page by id (newest first) rather than sort a whole time range
+        clauses, args = ["+created_at >= ?", "+created_at < ?"], [self.since_ms, self.until_ms]
         for name in USAGE_FILTERS:
             value = getattr(self, name)
             if value:
@@ -48,21 +64,12 @@ def totals(conn: sqlite3.Connection, since_ms: int) -> dict[str, int]:
     return dict(zip(("requests", "tokens_in", "tokens_out", "cost", "errors"), row, strict=True))
 
 
-def per_day(conn: sqlite3.Connection, where: str, args: list[Any]) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT date(created_at / 1000, 'unixepoch') AS day, count(*), sum(cost), "
-        f"sum(status != 200) FROM usage WHERE {where} GROUP BY day ORDER BY day",
-        args,
-    ).fetchall()
-    return [{"day": d, "requests": n, "cost": c, "errors": e} for d, n, c, e in rows]
-
-
 def model_latency(conn: sqlite3.Connection, since_ms: int, sample: int = 5000
                   ) -> list[dict[str, Any]]:  # fmt: skip
     """p50 / p95 latency and time to first token per served model (the newest `sample` rows
     of each, so the cost stays flat however many rows there are)."""
-    query = "SELECT DISTINCT served_model FROM usage WHERE created_at >= ? AND served_model != ''"
-    models = [r[0] for r in conn.execute(query, (since_ms,)) if r[0]]
+    since_day = conn.execute("SELECT date(? / 1000, 'unixepoch')", (since_ms,)).fetchone()[0]
+    models = recent_models(conn, since_day)
     found = []
     for model in sorted(models):
         rows = conn.execute(
@@ -78,22 +85,19 @@ def model_latency(conn: sqlite3.Connection, since_ms: int, sample: int = 5000
     return found
 
 
-def top_keys(conn: sqlite3.Connection, since_ms: int, limit: int = 10) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT u.key_id, k.name, us.email, count(*), sum(u.cost) FROM usage u "
-        "LEFT JOIN api_keys k ON k.id = u.key_id LEFT JOIN users us ON us.id = u.user_id "
-        "WHERE u.created_at >= ? GROUP BY u.key_id ORDER BY sum(u.cost) DESC LIMIT ?",
-        (since_ms, limit),
-    ).fetchall()
-    return [{"key_id": k, "name": n, "email": e, "requests": r, "cost": c}
-            for k, n, e, r, c in rows]  # fmt: skip
-
-
 def money_flow(conn: sqlite3.Connection, since_ms: int) -> dict[str, int]:
     """Credit sold (top-ups), given (grants) and spent (usage) since a time."""
-    rows = dict(conn.execute(
-        "SELECT kind, sum(amount) FROM ledger WHERE created_at >= ? GROUP BY kind", (since_ms,)
-    ).fetchall())  # fmt: skip
+    rows = {
+        kind: conn.execute(
+            "SELECT coalesce(sum(amount), 0) FROM ledger WHERE kind = ? AND created_at >= ?",
+            (kind, since_ms),
+        ).fetchone()[0]
+        for kind in ("topup", "grant", "refund", "dispute")
+    }
+    since_day = conn.execute("SELECT date(? / 1000, 'unixepoch')", (since_ms,)).fetchone()[0]
+    rows["usage"] = -conn.execute(
+        "SELECT coalesce(sum(cost), 0) FROM usage_daily WHERE day >= ?", (since_day,)
+    ).fetchone()[0]
     return {"sold": rows.get("topup", 0), "granted": rows.get("grant", 0),
             "spent": -rows.get("usage", 0), "clawed_back": -(rows.get("refund", 0)
                                                              + rows.get("dispute", 0))}  # fmt: skip
@@ -154,15 +158,6 @@ def usage_page(conn: sqlite3.Connection, where: str, args: list[Any], before_id:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def usage_totals(conn: sqlite3.Connection, where: str, args: list[Any]) -> dict[str, int]:
-    row = conn.execute(
-        "SELECT count(*), coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), "
-        f"coalesce(sum(cost), 0) FROM usage WHERE {where}",
-        args,
-    ).fetchone()
-    return dict(zip(("requests", "tokens_in", "tokens_out", "cost"), row, strict=True))
-
-
 def _pct(values: list[int], percent: int) -> int | None:
     if not values:
         return None
@@ -188,3 +183,41 @@ def ledger_rows(conn: sqlite3.Connection, kind: str = "", limit: int = 200) -> l
     ).fetchall()
     names = ("created_at", "key_id", "name", "kind", "amount", "actor", "note")
     return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def rolled_totals(conn: sqlite3.Connection, where: str, args: list[Any]) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT coalesce(sum(requests), 0), coalesce(sum(tokens_in), 0), "
+        "coalesce(sum(tokens_out), 0), coalesce(sum(cost), 0), "
+        f"coalesce(sum(CASE WHEN ok = 0 THEN requests END), 0) FROM usage_daily WHERE {where}",
+        args,
+    ).fetchone()
+    return dict(zip(("requests", "tokens_in", "tokens_out", "cost", "errors"), row, strict=True))
+
+
+def rolled_per_day(conn: sqlite3.Connection, where: str, args: list[Any]) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT day, sum(requests), sum(cost), coalesce(sum(CASE WHEN ok = 0 THEN requests END), "
+        f"0) FROM usage_daily WHERE {where} GROUP BY day ORDER BY day",
+        args,
+    ).fetchall()
+    return [{"day": d, "requests": n, "cost": c, "errors": e} for d, n, c, e in rows]
+
+
+def rolled_top_keys(conn: sqlite3.Connection, since_day: str, limit: int = 10
+                    ) -> list[dict[str, Any]]:  # fmt: skip
+    rows = conn.execute(
+        "SELECT d.key_id, k.name, us.email, sum(d.requests), sum(d.cost) FROM usage_daily d "
+        "LEFT JOIN api_keys k ON k.id = d.key_id LEFT JOIN users us ON us.id = d.user_id "
+        "WHERE d.day >= ? GROUP BY d.key_id ORDER BY sum(d.cost) DESC LIMIT ?",
+        (since_day, limit),
+    ).fetchall()
+    return [{"key_id": k, "name": n, "email": e, "requests": r, "cost": c}
+            for k, n, e, r, c in rows]  # fmt: skip
+
+
+def recent_models(conn: sqlite3.Connection, since_day: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT model FROM usage_daily WHERE day >= ? AND model != ''", (since_day,)
+    )
+    return sorted(r[0] for r in rows)
