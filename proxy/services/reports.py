@@ -43,12 +43,11 @@ class ReportService:
         def read(conn: Any) -> dict[str, Any]:
             today = now - now % DAY_MS  # UTC midnight: whole days come from the rollups
             month = today - 29 * DAY_MS
-            days = "day >= date(? / 1000, 'unixepoch')"
             return {
                 "hour": rep.totals(conn, now - HOUR_MS),
-                "day": rep.rolled_totals(conn, days, [today]),
-                "month": rep.rolled_totals(conn, days, [month]),
-                "per_day": rep.rolled_per_day(conn, days, [month]),
+                "day": rep.days_totals(conn, _day(today)),
+                "month": rep.days_totals(conn, _day(month)),
+                "per_day": rep.days_chart(conn, _day(month)),
                 "models": rep.model_latency(conn, now - DAY_MS),
                 "top_keys": rep.rolled_top_keys(conn, _day(month)),
                 "money": rep.money_flow(conn, month),
@@ -78,12 +77,20 @@ class ReportService:
 
         def read(conn: Any) -> dict[str, Any]:
             rows = rep.usage_page(conn, where, args, before_id, limit + 1)
-            return {
+            page = {
                 "rows": rows[:limit],
                 "next": rows[limit - 1]["id"] if len(rows) > limit else None,
-                "totals": rep.rolled_totals(conn, rolled, rolled_args),
-                "per_day": rep.rolled_per_day(conn, rolled, rolled_args),
             }
+            if selected.by_day_only:  # the one-row-a-day rollup
+                since, until = _day(selected.since_ms), _day(selected.until_ms)
+                status = {"ok": ("ok = 1", ()), "error": ("ok = 0", ())}
+                extra, extra_args = status.get(selected.status or "", ("1 = 1", ()))
+                page["totals"] = rep.days_totals(conn, since, until, extra, extra_args)
+                page["per_day"] = rep.days_chart(conn, since, until, extra, extra_args)
+            else:
+                page["totals"] = rep.rolled_totals(conn, rolled, rolled_args)
+                page["per_day"] = rep.rolled_per_day(conn, rolled, rolled_args)
+            return page
 
         return await self._store.read(read)  # type: ignore[no-any-return]
 

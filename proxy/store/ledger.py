@@ -213,13 +213,14 @@ def open_holds(conn: sqlite3.Connection) -> int:
 def check(conn: sqlite3.Connection) -> list[str]:
     """Every way the books can disagree, one line each; empty when they agree."""
     raw = conn.execute("SELECT count(*), coalesce(sum(cost), 0) FROM usage").fetchone()
-    rolled = conn.execute(
-        "SELECT coalesce(sum(requests), 0), coalesce(sum(cost), 0) FROM usage_daily"
-    ).fetchone()
-    rollups = [] if tuple(raw) == tuple(rolled) else [
-        f"daily rollups count {rolled[0]} requests costing {rolled[1]}, the usage rows "
-        f"{raw[0]} costing {raw[1]}"
-    ]  # fmt: skip
+    rollups = []
+    for table in ("usage_daily", "usage_days", "usage_key_days"):
+        rolled = conn.execute(
+            f"SELECT coalesce(sum(requests), 0), coalesce(sum(cost), 0) FROM {table}"
+        ).fetchone()
+        if tuple(raw) != tuple(rolled):
+            rollups.append(f"{table} counts {rolled[0]} requests costing {rolled[1]}, the "
+                           f"usage rows {raw[0]} costing {raw[1]}")  # fmt: skip
     problems = rollups + [
         f"key {key_id}: balance {balance} but its ledger sums to {total}"
         for key_id, balance, total in conn.execute(

@@ -26,6 +26,11 @@ class UsageFilter:
     tier: str | None = None
     status: str | None = None  # "ok", "error", or None for all
 
+    @property
+    def by_day_only(self) -> bool:
+        """Whether only dates and status filter it (the one-row-a-day rollup answers)."""
+        return not any(getattr(self, name) for name in USAGE_FILTERS)
+
     def rollup_where(self) -> tuple[str, list[Any]]:
         """The same filter on `usage_daily` (whole UTC days from `since_ms` to `until_ms`)."""
         clauses = ["day >= date(? / 1000, 'unixepoch')", "day < date(? / 1000, 'unixepoch')"]
@@ -64,7 +69,7 @@ def totals(conn: sqlite3.Connection, since_ms: int) -> dict[str, int]:
     return dict(zip(("requests", "tokens_in", "tokens_out", "cost", "errors"), row, strict=True))
 
 
-def model_latency(conn: sqlite3.Connection, since_ms: int, sample: int = 5000
+def model_latency(conn: sqlite3.Connection, since_ms: int, sample: int = 2000
                   ) -> list[dict[str, Any]]:  # fmt: skip
     """p50 / p95 latency and time to first token per served model (the newest `sample` rows
     of each, so the cost stays flat however many rows there are)."""
@@ -96,7 +101,7 @@ def money_flow(conn: sqlite3.Connection, since_ms: int) -> dict[str, int]:
     }
     since_day = conn.execute("SELECT date(? / 1000, 'unixepoch')", (since_ms,)).fetchone()[0]
     rows["usage"] = -conn.execute(
-        "SELECT coalesce(sum(cost), 0) FROM usage_daily WHERE day >= ?", (since_day,)
+        "SELECT coalesce(sum(cost), 0) FROM usage_days WHERE day >= ?", (since_day,)
     ).fetchone()[0]
     return {"sold": rows.get("topup", 0), "granted": rows.get("grant", 0),
             "spent": -rows.get("usage", 0), "clawed_back": -(rows.get("refund", 0)
@@ -204,12 +209,41 @@ def rolled_per_day(conn: sqlite3.Connection, where: str, args: list[Any]) -> lis
     return [{"day": d, "requests": n, "cost": c, "errors": e} for d, n, c, e in rows]
 
 
+def days_totals(conn: sqlite3.Connection, since_day: str, until_day: str = "9999",
+                where: str = "1 = 1", args: tuple[Any, ...] = ()) -> dict[str, int]:  # fmt: skip
+    row = conn.execute(
+        "SELECT coalesce(sum(requests), 0), coalesce(sum(tokens_in), 0), "
+        "coalesce(sum(tokens_out), 0), coalesce(sum(cost), 0), "
+        "coalesce(sum(CASE WHEN ok = 0 THEN requests END), 0) FROM usage_days "
+        f"WHERE day >= ? AND day < ? AND {where}",
+        (since_day, until_day, *args),
+    ).fetchone()
+    return dict(zip(("requests", "tokens_in", "tokens_out", "cost", "errors"), row, strict=True))
+
+
+def days_chart(
+    conn: sqlite3.Connection,
+    since_day: str,
+    until_day: str = "9999",
+    where: str = "1 = 1",
+    args: tuple[Any, ...] = (),
+) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT day, sum(requests), sum(cost), coalesce(sum(CASE WHEN ok = 0 THEN requests "
+        f"END), 0) FROM usage_days WHERE day >= ? AND day < ? AND {where} "
+        "GROUP BY day ORDER BY day",
+        (since_day, until_day, *args),
+    ).fetchall()
+    return [{"day": d, "requests": n, "cost": c, "errors": e} for d, n, c, e in rows]
+
+
 def rolled_top_keys(conn: sqlite3.Connection, since_day: str, limit: int = 10
                     ) -> list[dict[str, Any]]:  # fmt: skip
     rows = conn.execute(
-        "SELECT d.key_id, k.name, us.email, sum(d.requests), sum(d.cost) FROM usage_daily d "
-        "LEFT JOIN api_keys k ON k.id = d.key_id LEFT JOIN users us ON us.id = d.user_id "
-        "WHERE d.day >= ? GROUP BY d.key_id ORDER BY sum(d.cost) DESC LIMIT ?",
+        "SELECT t.key_id, k.name, us.email, t.requests, t.cost FROM ("
+        "SELECT key_id, max(user_id) AS user_id, sum(requests) AS requests, sum(cost) AS cost "
+        "FROM usage_key_days WHERE day >= ? GROUP BY key_id ORDER BY cost DESC LIMIT ?) t "
+        "LEFT JOIN api_keys k ON k.id = t.key_id LEFT JOIN users us ON us.id = t.user_id",
         (since_day, limit),
     ).fetchall()
     return [{"key_id": k, "name": n, "email": e, "requests": r, "cost": c}
