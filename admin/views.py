@@ -186,6 +186,8 @@ def admin_blueprint(services: Services) -> Blueprint:
         key = await accounts.key(key_id)
         ledger = await accounts.ledger(key_id, 50)
         tiers = [t.name for t in services.settings.tiers]
+        owned = await accounts.user_keys(key.user_id)
+        extra.setdefault("siblings", [k for k, _ in owned if k.id != key.id and k.active])
         return await render(
             "key.html",
             status,
@@ -239,9 +241,27 @@ def admin_blueprint(services: Services) -> Blueprint:
     @page
     async def limits(who: UserRecord, key_id: str) -> Response:
         form = await auth.checked_form()
-        await accounts.set_limits(key_id, tier=form.get("tier") or None)
-        await audit(who, "set-limits", key_id, f"tier {form.get('tier')}")
+        chosen = {
+            "tier": form.get("tier") or None,
+            "rps": _number(form.get("rps", ""), float, "requests/s"),
+            "burst": _number(form.get("burst", ""), int, "burst"),
+            "max_streams": _number(form.get("max_streams", ""), int, "streams"),
+        }
+        saved = await accounts.set_limits(key_id, **chosen)
+        await audit(who, "set-limits", key_id, str(saved))
         return await key_page(who, key_id, notice="limits saved")
+
+    @bp.post("/keys/<key_id>/move")
+    @page
+    async def move(who: UserRecord, key_id: str) -> Response:
+        form = await auth.checked_form()
+        key = await accounts.key(key_id)
+        amount = _amount(form.get("amount", ""), allow_negative=False)
+        _, target = await accounts.transfer(
+            key.user_id, key_id, form.get("to_key", ""), amount, actor=who.email
+        )
+        await audit(who, "transfer", key_id, f"{format_usd(amount)} to {target.id}")
+        return await key_page(who, key_id, notice=f"moved ${format_usd(amount)} to {target.name}")
 
     @bp.get("/audit")
     @page
@@ -271,6 +291,16 @@ def _amount(text: str, *, allow_negative: bool) -> int:
     if allow_negative and amount == 0:
         raise BadRequest("the amount must not be zero")
     return amount
+
+
+def _number(text: str, kind: type, name: str) -> Any:
+    """An optional number from a form field (empty: keep the tier's)."""
+    if not text.strip():
+        return None
+    try:
+        return kind(text.strip())
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a number, got {text!r}") from exc
 
 
 def _money(units: int | None) -> str:

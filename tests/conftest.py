@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from proxy.store import connect, migrate
 from proxy.store.ledger import transaction
 from tests.fakes.openai_upstream import FakeOpenAI
 
+ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_SECRET = "operator-secret-for-tests-0001"  # X-Internal-Secret: the operator's view
 OPERATOR = {"x-internal-secret": INTERNAL_SECRET}
 
@@ -177,3 +179,11 @@ def tmp_db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     migrate(conn)
     yield conn
     conn.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser tests left their screenshots."""
+    folder = Path(os.environ.get("TOKENROUTE_TEST_ARTIFACTS", ROOT / ".test-artifacts"))
+    shots = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if shots:
+        terminalreporter.write_line(f"page screenshots ({len(shots)}): {folder}")

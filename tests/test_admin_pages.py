@@ -161,3 +161,44 @@ async def test_models_page_masks_secrets_and_money_page_checks_the_books(
         page = await client.get("/admin/money")
         checked = await client.post("/admin/money/check", data={"csrf_token": csrf_of(page.text)})
         assert checked.status_code == 200 and "the books agree" in checked.text
+
+
+async def test_moving_credit_and_setting_limits_from_a_key_page(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        running_gateway(nursery, gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        await make_admin(gateway)
+        await sign_in(client)
+        accounts = gateway.services.accounts
+        await accounts.create_user("owner@example.com")
+        a = (await accounts.create_key("owner@example.com", "a", credit=5_000_000_000)).record
+        b = (await accounts.create_key("owner@example.com", "b")).record
+        page = await client.get(f"/admin/keys/{a.id}")
+        token = csrf_of(page.text)
+        move = f"/admin/keys/{a.id}/move"
+        moved = await client.post(
+            move, data={"csrf_token": token, "to_key": b.id, "amount": "1.25"}
+        )
+        assert moved.status_code == 200 and "moved $1.25 to b" in moved.text
+        assert await accounts.key_balance(b.id) == 1_250_000_000
+        too_much = await client.post(
+            move, data={"csrf_token": token, "to_key": b.id, "amount": "99"}
+        )
+        assert too_much.status_code == 400 and await accounts.key_balance(a.id) == 3_750_000_000
+        form = {
+            "csrf_token": token,
+            "tier": "default",
+            "rps": "2",
+            "burst": "3",
+            "max_streams": "1",
+        }
+        limits = await client.post(f"/admin/keys/{a.id}/limits", data=form)
+        assert limits.status_code == 200
+        key = await accounts.key(a.id)
+        assert (key.rps, key.burst, key.max_streams) == (2.0, 3, 1)
+        bad = await client.post(f"/admin/keys/{a.id}/limits", data={**form, "rps": "fast"})
+        assert bad.status_code == 400
+        assert (await accounts.check()).problems == []
