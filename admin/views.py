@@ -153,6 +153,8 @@ def admin_blueprint(services: Services) -> Blueprint:
         per_day = (await reports.usage(selected, None, 1))["per_day"]
         return await render(
             "user.html",
+            ledger=await reports.ledger(user_id=user.id),
+            payments=await services.payments.payments(user_id=user.id),
             admin=who,
             title=user.email,
             user=user,
@@ -266,13 +268,9 @@ def admin_blueprint(services: Services) -> Blueprint:
     @bp.get("/audit")
     @page
     async def audit_log(who: UserRecord) -> Response:
-        action = request.args.get("action", "")[:100]
+        f = {n: request.args.get(n, "")[:100] for n in ("action", "actor", "target")}
         return await render(
-            "audit.html",
-            admin=who,
-            title="Audit log",
-            action=action,
-            rows=await reports.audit(action=action),
+            "audit.html", admin=who, title="Audit log", f=f, rows=await reports.audit(**f)
         )
 
     usage_views(bp, services, page, render)

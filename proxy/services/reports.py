@@ -111,14 +111,14 @@ class ReportService:
     async def recent_errors(self, limit: int = 50) -> list[dict[str, Any]]:
         return await self._store.read(lambda c: rep.recent_errors(c, limit))  # type: ignore[no-any-return]
 
-    async def ledger(self, kind: str = "") -> list[dict[str, Any]]:
-        return await self._store.read(lambda c: rep.ledger_rows(c, kind))  # type: ignore[no-any-return]
+    async def ledger(self, kind: str = "", user_id: str = "") -> list[dict[str, Any]]:
+        return await self._store.read(lambda c: rep.ledger_rows(c, kind, user_id=user_id))  # type: ignore[no-any-return]
 
-    async def audit(self, limit: int = 200, action: str = "") -> list[dict[str, object]]:
-        rows = await self._store.read(ids.audit_rows, 1000 if action else limit)
-        if action:
-            rows = [r for r in rows if action in str(r["action"])][:limit]
-        return rows  # type: ignore[no-any-return]
+    async def audit(self, limit: int = 200, action: str = "", actor: str = "", target: str = ""
+                    ) -> list[dict[str, object]]:  # fmt: skip
+        return await self._store.read(  # type: ignore[no-any-return]
+            lambda c: ids.audit_rows(c, limit, action, actor, target)
+        )
 
 
 def settings_table(settings: Settings) -> list[dict[str, str]]:

@@ -285,11 +285,15 @@ def audit(
     )
 
 
-def audit_rows(conn: sqlite3.Connection, limit: int) -> list[dict[str, object]]:
+def audit_rows(
+    conn: sqlite3.Connection, limit: int, action: str = "", actor: str = "", target: str = ""
+) -> list[dict[str, object]]:
+    """The newest audit rows, each filter a substring of its column (empty: any)."""
     rows = conn.execute(
         "SELECT id, actor, action, target, detail, address, created_at FROM audit_log "
+        "WHERE instr(action, ?) > 0 AND instr(actor, ?) > 0 AND instr(coalesce(target, ''), ?) > 0 "
         "ORDER BY id DESC LIMIT ?",
-        (limit,),
+        (action, actor, target, limit),
     ).fetchall()
     names = ("id", "actor", "action", "target", "detail", "address", "created_at")
     return [dict(zip(names, row, strict=True)) for row in rows]

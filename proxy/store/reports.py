@@ -179,8 +179,17 @@ def recent_errors(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, A
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def ledger_rows(conn: sqlite3.Connection, kind: str = "", limit: int = 200) -> list[dict[str, Any]]:
-    where, args = ("WHERE l.kind = ?", [kind]) if kind else ("", [])
+def ledger_rows(
+    conn: sqlite3.Connection, kind: str = "", limit: int = 200, *, user_id: str = ""
+) -> list[dict[str, Any]]:
+    clauses, args = ["1 = 1"], []
+    if kind:
+        clauses.append("l.kind = ?")
+        args.append(kind)
+    if user_id:
+        clauses.append("k.user_id = ?")
+        args.append(user_id)
+    where = "WHERE " + " AND ".join(clauses)
     rows = conn.execute(
         "SELECT l.created_at, l.key_id, k.name, l.kind, l.amount, l.actor, l.note FROM ledger l "
         f"LEFT JOIN api_keys k ON k.id = l.key_id {where} ORDER BY l.id DESC LIMIT ?",
