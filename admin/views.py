@@ -144,7 +144,7 @@ def admin_blueprint(services: Services) -> Blueprint:
 
     @bp.get("/users/<user_id>")
     @page
-    async def user_detail(who: UserRecord, user_id: str) -> Response:
+    async def user_detail(who: UserRecord, user_id: str, **extra: Any) -> Response:
         user = await services.identity.user(user_id)
         if user is None:
             raise NotFound(f"no user {user_id}")
@@ -160,7 +160,17 @@ def admin_blueprint(services: Services) -> Blueprint:
             user=user,
             keys=keys,
             chart=charts.bars(per_day, "requests", title="requests"),
+            **extra,
         )
+
+    @bp.post("/users/<user_id>/reset-link")
+    @page
+    async def reset_link(who: UserRecord, user_id: str) -> Response:
+        await auth.checked_form()
+        user = await services.admin.user(user_id=user_id)
+        link = await services.identity.reset_link(user.id)
+        await audit(who, "password-reset-link", user.id, user.email)
+        return await user_detail.__wrapped__(who, user_id, reset_link=link)
 
     @bp.post("/users/<user_id>/status")
     @page

@@ -107,7 +107,8 @@ async def test_migrate_reports_the_schema_version(tmp_path) -> None:  # type: ig
         "0005_identity.sql",
         "0006_payments.sql",
         "0007_usage_daily.sql",
+        "0008_password_resets.sql",
     ]
-    assert first["schema_version"] == 7
+    assert first["schema_version"] == 8
     again = await run_json("migrate", "--db", db)
-    assert again["applied"] == [] and again["schema_version"] == 7
+    assert again["applied"] == [] and again["schema_version"] == 8

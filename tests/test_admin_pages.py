@@ -3,6 +3,7 @@ everything a user or an upstream can write, the cookie's flags, throttled sign-i
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -202,3 +203,39 @@ async def test_moving_credit_and_setting_limits_from_a_key_page(
         bad = await client.post(f"/admin/keys/{a.id}/limits", data={**form, "rps": "fast"})
         assert bad.status_code == 400
         assert (await accounts.check()).problems == []
+
+
+async def test_a_reset_link_sets_a_password_once(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        running_gateway(nursery, gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+        httpx.AsyncClient(base_url=gateway.url) as person,
+    ):
+        await make_admin(gateway)
+        await sign_in(client)
+        user = await gateway.services.accounts.create_user("forgot@example.com")
+        page = await client.get(f"/admin/users/{user.id}")
+        made = await client.post(f"/admin/users/{user.id}/reset-link",
+                                 data={"csrf_token": csrf_of(page.text)})  # fmt: skip
+        link = re.search(r'id="reset-link">([^<]+)<', made.text)
+        assert made.status_code == 200 and link, made.text[:500]
+        path = link.group(1).removeprefix(gateway.url)
+        form = await person.get(path)
+        assert form.status_code == 200 and "forgot@example.com" in form.text
+        token = path.split("token=")[1]
+        fields = {"csrf_token": csrf_of(form.text), "token": token}
+        short = await person.post("/reset-password", data={**fields, "password": "short"})
+        assert short.status_code == 400 and "8 characters" in short.text
+        done = await person.post("/reset-password", data={**fields, "password": "brand new pw"})
+        assert done.status_code == 200 and "Done" in done.text
+        signed = await gateway.services.identity.sign_in(
+            "forgot@example.com", "brand new pw", "127.0.0.1"
+        )
+        assert signed.id == user.id
+        again = await person.get(path)
+        assert again.status_code == 404 and "used or expired" in again.text
+        assert (await person.get("/reset-password?token=pr_nothing")).status_code == 404
+        audit = await client.get("/admin/audit", params={"action": "reset"})
+        assert "password-reset-link" in audit.text

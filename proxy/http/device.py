@@ -117,6 +117,33 @@ def device_blueprint(services: Services) -> Blueprint:
                               error=error.message)  # fmt: skip
         return await page(state="done", user=user, approved=approve, client_id=found.client_id)
 
+    async def reset_page(status: int = 200, **context: Any) -> Response:
+        context.setdefault("error", None)
+        html = await render_template("reset.html", csrf_token=_csrf_token(), **context)
+        return Response(html, status=status, content_type="text/html; charset=utf-8",
+                        headers=PAGE_HEADERS)  # fmt: skip
+
+    @bp.get("/reset-password")
+    async def reset_form() -> Response:
+        token = request.args.get("token", "")[:200]
+        user = await identity.reset_target(token)
+        if user is None:
+            return await reset_page(404, error="this link is unknown, used or expired: ask the "
+                                    "operator for a new one")  # fmt: skip
+        return await reset_page(email=user.email, token=token)
+
+    @bp.post("/reset-password")
+    async def reset() -> Response:
+        form = await _checked_form()
+        token = form.get("token", "")[:200]
+        try:
+            user = await identity.reset_password(token, form.get("password", ""))
+        except GatewayError as error:
+            target = await identity.reset_target(token)
+            return await reset_page(error.status, error=error.message, token=token,
+                                    email=target.email if target else None)  # fmt: skip
+        return await reset_page(done=True, email=user.email)
+
     @bp.post("/device/sign-out")
     async def sign_out() -> Response:
         await _checked_form()

@@ -24,6 +24,7 @@ from ..core.errors import (
     PermissionDenied,
     RateLimited,
 )
+from ..identity import codes
 from ..identity.passwords import Passwords, password_problem
 from ..identity.throttle import Throttle
 from ..identity.tokens import TokenError
@@ -33,6 +34,8 @@ from ..store import identity as ids
 from ..store.accounts import AccountError, Duplicate, Missing
 from .device_flow import DEVICE_GRANT, REFRESH_GRANT, SCOPES
 from .issuers import ExternalIssuer, FetchJSON, OwnIssuer
+
+RESET_SECONDS = 86_400
 
 
 class IdentityService:
@@ -205,6 +208,29 @@ class IdentityService:
             )
         except Missing as exc:
             raise NotFound(str(exc), param="email") from exc
+
+    async def reset_link(self, user_id: str) -> str:
+        """A one-time link (24 h) for the user to set a new password; shown once."""
+        token = codes.new_secret("pr_")
+        expires = int((time.time() + RESET_SECONDS) * 1000)
+        await self._store.write(
+            lambda conn: ids.add_reset(conn, codes.digest(token), user_id, expires)
+        )
+        return f"{self.base_url}/reset-password?token={token}"
+
+    async def reset_target(self, token: str) -> UserRecord | None:
+        """The user a live reset link is for."""
+        user_id = await self._store.read(ids.reset_user, codes.digest(token)) if token else None
+        return await self.user(user_id) if user_id else None
+
+    async def reset_password(self, token: str, password: str) -> UserRecord:
+        hashed = await self._hash(password)
+        try:
+            return await self._store.write(  # type: ignore[no-any-return]
+                lambda conn: ids.use_reset(conn, codes.digest(token), hashed)
+            )
+        except Missing as exc:
+            raise NotFound(str(exc)) from exc
 
     async def _hash(self, password: str) -> str:
         self.check_password(password)

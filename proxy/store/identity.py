@@ -297,3 +297,36 @@ def audit_rows(
     ).fetchall()
     names = ("id", "actor", "action", "target", "detail", "address", "created_at")
     return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+# -- password resets ---------------------------------------------------------------------------
+def add_reset(conn: sqlite3.Connection, token_hash: bytes, user_id: str, expires_at: int) -> None:
+    conn.execute(
+        "INSERT INTO password_resets (token_hash, user_id, expires_at, created_at) "
+        "VALUES (?, ?, ?, ?)",
+        (token_hash, user_id, expires_at, now_ms()),
+    )
+
+
+def reset_user(conn: sqlite3.Connection, token_hash: bytes) -> str | None:
+    """The user a live, unused reset link is for (None: unknown, used or expired)."""
+    row = conn.execute(
+        "SELECT user_id FROM password_resets WHERE token_hash = ? AND used_at IS NULL "
+        "AND expires_at > ?",
+        (token_hash, now_ms()),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def use_reset(conn: sqlite3.Connection, token_hash: bytes, password_hash: str) -> UserRecord:
+    """Set the password through a live link, once; `Missing` when the link is not live."""
+    row = conn.execute(
+        "UPDATE password_resets SET used_at = ? WHERE token_hash = ? AND used_at IS NULL "
+        "AND expires_at > ? RETURNING user_id",
+        (now_ms(), token_hash, now_ms()),
+    ).fetchone()
+    if row is None:
+        raise Missing("this link is used or expired: ask the operator for a new one")
+    user = user_by_id(conn, row[0])
+    assert user is not None
+    return set_password(conn, user.email, password_hash)
