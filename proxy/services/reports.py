@@ -132,12 +132,29 @@ def settings_table(settings: Settings) -> list[dict[str, str]]:
         shown = "(set, hidden)" if item.name in SECRETS and value else str(value)
         rows.append({"name": item.name, "value": shown,
                      "source": settings.sources.get(item.name, "default")})  # fmt: skip
-    payments = settings.payments
-    rows.append({"name": "payments", "value": "on" if payments.enabled else "off",
-                 "source": "STRIPE_SECRET_KEY" if payments.enabled else "default"})  # fmt: skip
-    rows.append({"name": "login issuer", "value": settings.identity.issuer or "this gateway",
-                 "source": "[auth] issuer" if settings.identity.issuer else "default"})  # fmt: skip
+    for section, table in (("auth", settings.identity), ("payments", settings.payments)):
+        defaults = type(table)()
+        for item in fields(table):
+            value = getattr(table, item.name)
+            secret = item.name in ("secret_key", "webhook_secret")
+            shown = ("(set, hidden)" if value else "unset") if secret else str(value)
+            changed = value != getattr(defaults, item.name)
+            source = _section_source(section, item.name) if changed else "default"
+            rows.append({"name": f"{section}.{item.name}", "value": shown, "source": source})
+    for provider in settings.providers:
+        rows.append({"name": f"provider {provider.name}",
+                     "value": f"{provider.kind} at {provider.base_url}, key "
+                              + ("(set, hidden)" if provider.api_key else "none"),
+                     "source": "environment or [providers]"})  # fmt: skip
     return rows
+
+
+def _section_source(section: str, name: str) -> str:
+    environment = {"secret_key": "STRIPE_SECRET_KEY", "webhook_secret": "STRIPE_WEBHOOK_SECRET",
+                   "api_base": "STRIPE_API_BASE"}  # fmt: skip
+    if name == "signup":
+        return "[accounts] signup"
+    return environment.get(name) or f"[{section}] {name}"
 
 
 def _csv_line(values: Any) -> bytes:
