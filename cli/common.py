@@ -37,13 +37,31 @@ def run_accounts(
     return run_operator(args, on_accounts)
 
 
+# Operator commands that only read: nothing to put in the audit log.
+READ_ONLY = {"ledger", "check", "list"}
+NOT_RECORDED = {"password_stdin", "json", "config", "db", "run", "admin_command",
+                "payments_command", "command"}  # fmt: skip
+
+
 def run_operator(
     args: argparse.Namespace, operation: Callable[[OperatorServices], Awaitable[T]]
 ) -> T:
-    """Run `operation` on the operator's services over the database file."""
+    """Run `operation` on the operator's services over the database file; a command that
+    changes something is written to the audit log (who: `cli`, from: this terminal)."""
     settings = load(args)
+    action = getattr(args, "payments_command", None) or getattr(args, "admin_command", None)
+
+    async def audited(services: OperatorServices) -> T:
+        result = await operation(services)
+        if action and action not in READ_ONLY:
+            shown = {k: v for k, v in vars(args).items() if k not in NOT_RECORDED and v}
+            target = str(shown.get("email") or shown.get("key") or shown.get("id") or "")
+            detail = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+            await services.admin.record("cli", action, target, detail, "terminal")
+        return result
+
     try:
-        return trio.run(with_operator, settings, operation)
+        return trio.run(with_operator, settings, audited)
     except ConfigError as exc:
         raise UserFacingError(str(exc)) from exc
     except GatewayError as exc:

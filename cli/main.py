@@ -147,6 +147,15 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_USER
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     if os.environ.get("TOKENROUTE_JSON") == "1" and hasattr(args, "json"):
@@ -157,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc), exc.code, getattr(args, "json", False))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # never a traceback to a user; the log has the details
         logging.getLogger("tokenroute").debug("unexpected error", exc_info=True)
         return fail(f"unexpected error: {exc!r}", EXIT_SERVER, getattr(args, "json", False))

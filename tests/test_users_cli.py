@@ -4,11 +4,14 @@ a user, rotating the signing key."""
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+
 import httpx2 as httpx
 import trio
 
 from proxy.core.config import Settings
-from tests.cli_helpers import run_cli, run_json
+from tests.cli_helpers import TOKENROUTE, run_cli, run_json
 from tests.conftest import running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.test_device_flow import approve_in_browser, ask_code, poll
@@ -70,3 +73,22 @@ async def test_operator_commands_beside_a_running_gateway(
         unknown = await run_cli("admin", "disable-user", "--email", "nobody@example.com",
                                 "--db", db)  # fmt: skip
         assert unknown.returncode == 1 and "nobody@example.com" in unknown.stderr
+
+
+async def test_operator_commands_are_audited_and_a_closed_pipe_is_quiet(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = str(tmp_path / "a.db")
+    await run_json("admin", "create-user", "--email", "q@example.com", "--db", db)
+    await run_json("admin", "create-key", "--email", "q@example.com", "--name", "k",
+                   "--credit", "1", "--db", db)  # fmt: skip
+    await run_cli("admin", "ledger", "--key", "nope", "--db", db)  # reads: not audited
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT actor, action, target, address FROM audit_log ORDER BY id"
+    ).fetchall()
+    conn.close()
+    assert rows == [("cli", "create-user", "q@example.com", "terminal"),
+                    ("cli", "create-key", "q@example.com", "terminal")]  # fmt: skip
+    command = f"{TOKENROUTE} admin create-key --email q@example.com --name k2 --db {db} --json"
+    piped = await trio.to_thread.run_sync(lambda: subprocess.run(
+        command + " | head -c 5", shell=True, capture_output=True, text=True, timeout=60))  # fmt: skip
+    assert "Traceback" not in piped.stderr

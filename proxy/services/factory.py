@@ -180,6 +180,7 @@ class OperatorServices:
     identity: IdentityService
     device_flow: DeviceFlowService
     payments: PaymentService
+    admin: AdminService
 
 
 def _device_flow(store: Store, settings: Settings, identity: IdentityService) -> DeviceFlowService:
@@ -200,7 +201,11 @@ async def with_operator(
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
     payments = PaymentService(store, settings, lambda: identity.base_url)
     operator = OperatorServices(
-        accounts, identity, _device_flow(store, settings, identity), payments
+        accounts,
+        identity,
+        _device_flow(store, settings, identity),
+        payments,
+        AdminService(accounts, store, settings),
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
