@@ -89,6 +89,9 @@ async def test_operator_commands_are_audited_and_a_closed_pipe_is_quiet(tmp_path
     assert rows == [("cli", "create-user", "q@example.com", "terminal"),
                     ("cli", "create-key", "q@example.com", "terminal")]  # fmt: skip
     command = f"{TOKENROUTE} admin create-key --email q@example.com --name k2 --db {db} --json"
-    piped = await trio.to_thread.run_sync(lambda: subprocess.run(
-        command + " | head -c 5", shell=True, capture_output=True, text=True, timeout=60))  # fmt: skip
+    piped = await trio.to_thread.run_sync(
+        lambda: subprocess.run(
+            command + " | head -c 5", shell=True, capture_output=True, text=True, timeout=60
+        )
+    )
     assert "Traceback" not in piped.stderr
