@@ -214,8 +214,17 @@ def admin_blueprint(services: Services) -> Blueprint:
     @bp.get("/keys")
     @page
     async def keys(who: UserRecord) -> Response:
-        f = {n: request.args.get(n, "")[:200] for n in ("owner", "status", "tier")}
-        return await render("keys.html", admin=who, title="Keys", f=f, keys=await reports.keys(**f))
+        f = {n: request.args.get(n, "")[:200] for n in ("owner", "status", "tier", "idle")}
+        idle = int(f["idle"]) if f["idle"].isdigit() else None
+        return await render(
+            "keys.html",
+            admin=who,
+            title="Keys",
+            f=f,
+            keys=await reports.keys(
+                owner=f["owner"], status=f["status"], tier=f["tier"], idle_days=idle
+            ),
+        )
 
     @bp.get("/keys/<key_id>")
     @page

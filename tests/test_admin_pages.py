@@ -239,3 +239,27 @@ async def test_a_reset_link_sets_a_password_once(
         assert (await person.get("/reset-password?token=pr_nothing")).status_code == 404
         audit = await client.get("/admin/audit", params={"action": "reset"})
         assert "password-reset-link" in audit.text
+
+
+async def test_keys_filter_by_owner_status_and_idleness(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        running_gateway(nursery, gateway_settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        await make_admin(gateway)
+        await sign_in(client)
+        used_id, raw = gateway.create_key(credit="1", email="busy@example.com")
+        idle_id, _ = gateway.create_key(credit="1", email="quiet@example.com")
+        await gateway.client(raw).chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+        await gateway.wait_usage_rows(1)
+        idle = (await client.get("/admin/keys", params={"idle": "7"})).text
+        assert f"/admin/keys/{idle_id}" in idle and f"/admin/keys/{used_id}" not in idle
+        owned = (await client.get("/admin/keys", params={"owner": "busy@"})).text
+        assert f"/admin/keys/{used_id}" in owned and f"/admin/keys/{idle_id}" not in owned
+        await gateway.services.accounts.revoke_key(idle_id)
+        active = (await client.get("/admin/keys", params={"status": "active"})).text
+        assert f"/admin/keys/{idle_id}" not in active and f"/admin/keys/{used_id}" in active

@@ -64,10 +64,10 @@ class ReportService:
     async def users(self, search: str = "") -> list[dict[str, Any]]:
         return await self._store.read(lambda c: rep.users(c, search))  # type: ignore[no-any-return]
 
-    async def keys(self, *, owner: str = "", status: str = "", tier: str = ""
-                   ) -> list[dict[str, Any]]:  # fmt: skip
+    async def keys(self, *, owner: str = "", status: str = "", tier: str = "",
+                   idle_days: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
         return await self._store.read(  # type: ignore[no-any-return]
-            lambda c: rep.keys(c, owner=owner, status=status, tier=tier)
+            lambda c: rep.keys(c, owner=owner, status=status, tier=tier, idle_days=idle_days)
         )
 
     async def usage(self, selected: UsageFilter, before_id: int | None, limit: int = 50

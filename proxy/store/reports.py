@@ -125,8 +125,13 @@ def users(conn: sqlite3.Connection, search: str, limit: int = 100) -> list[dict[
 
 
 def keys(conn: sqlite3.Connection, *, owner: str = "", status: str = "", tier: str = "",
-         limit: int = 200) -> list[dict[str, Any]]:  # fmt: skip
+         idle_days: int | None = None, limit: int = 200) -> list[dict[str, Any]]:  # fmt: skip
+    """Keys by the filters; `idle_days`: only those unused for that long (or never used)."""
     clauses, args = ["1 = 1"], []
+    if idle_days is not None:
+        clauses.append("coalesce((SELECT max(day) FROM usage_key_days d WHERE d.key_id = k.id), "
+                       "'') < date('now', ?)")  # fmt: skip
+        args.append(f"-{idle_days} days")
     if owner:
         clauses.append("(us.email LIKE ? OR k.user_id = ?)")
         args += [f"%{owner}%", owner]
