@@ -144,7 +144,10 @@ def admin_blueprint(services: Services) -> Blueprint:
 
     @bp.get("/users/<user_id>")
     @page
-    async def user_detail(who: UserRecord, user_id: str, **extra: Any) -> Response:
+    async def user_detail(who: UserRecord, user_id: str) -> Response:
+        return await user_page(who, user_id)
+
+    async def user_page(who: UserRecord, user_id: str, **extra: Any) -> Response:
         user = await services.identity.user(user_id)
         if user is None:
             raise NotFound(f"no user {user_id}")
@@ -170,7 +173,7 @@ def admin_blueprint(services: Services) -> Blueprint:
         user = await services.admin.user(user_id=user_id)
         link = await services.identity.reset_link(user.id)
         await audit(who, "password-reset-link", user.id, user.email)
-        return await user_detail.__wrapped__(who, user_id, reset_link=link)
+        return await user_page(who, user_id, reset_link=link)
 
     @bp.post("/users/<user_id>/status")
     @page

@@ -8,57 +8,30 @@ OpenAI-style envelope of the seeds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from quart import Blueprint, Response, request
 
 from ..core.errors import (
-    AuthenticationFailed,
     BadRequest,
     PermissionDenied,
 )
 from ..core.money import format_usd
-from ..services import KeyRecord, Services, UserRecord
+from ..services import Caller, Services
 from . import api_wire as wire
-
-KEY_PREFIX = "sk-tr-"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    user: UserRecord
-    key: KeyRecord | None  # set when an API key, not a login, made the call
 
 
 def api_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
-    accounts, identity = services.accounts, services.identity
+    accounts = services.accounts
 
     async def caller(*, manages_keys: bool = False) -> Caller:
-        header = request.headers.get("authorization") or ""
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise AuthenticationFailed(
-                "send Authorization: Bearer <login token> (tokenroute login) or an sk-tr key"
-            )
-        if token.startswith(KEY_PREFIX):
-            key = await accounts.authenticate(header)
-            owner = await identity.user(key.user_id)
-            if owner is None or not owner.active:
-                raise AuthenticationFailed("this key's account is disabled")
-            if manages_keys:
-                raise PermissionDenied(
-                    "managing keys needs a login token (tokenroute login), not an API key"
-                )
-            return Caller(owner, key)
-        return Caller(await identity.user_of_token(token), None)
+        header = request.headers.get("authorization")
+        return await services.callers.resolve(header, manages_keys=manages_keys)
 
     @bp.get("/me")
     async def me() -> Response:
         who = await caller()
         user = who.user
-        balance = await _balance(services, who)
+        balance = await services.callers.balance(who)
         return wire.json(
             {
                 "id": user.id,
@@ -73,7 +46,7 @@ def api_blueprint(services: Services) -> Blueprint:
     @bp.get("/balance")
     async def balance() -> Response:
         who = await caller()
-        amount = await _balance(services, who)
+        amount = await services.callers.balance(who)
         return wire.json({"balance_usd": format_usd(amount), "currency": "USD"})
 
     @bp.get("/me/keys")
@@ -163,13 +136,6 @@ def api_blueprint(services: Services) -> Blueprint:
         return wire.json({"received": True, "outcome": outcome})
 
     return bp
-
-
-async def _balance(services: Services, who: Caller) -> int:
-    """The key's own balance for a key; the sum over the user's active keys for a login."""
-    if who.key is not None:
-        return await services.accounts.key_balance(who.key.id)
-    return await services.accounts.user_balance(who.user.id)
 
 
 async def _owned(services: Services, user_id: str, key_id: str) -> None:

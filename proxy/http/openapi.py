@@ -32,24 +32,24 @@ BEARER = [{"bearer": []}]
 SECRET = [{"internalSecret": []}]
 PUBLIC: list[dict[str, list[str]]] = []
 ERRORS = (400, 401, 404, 429, 503)
-MANAGE = (400, 401, 403, 404)
-CREATE = (400, 401, 404, 409)  # key management: 403 for an API key instead of a login
+MANAGE = (400, 401, 403, 404)  # key management: 403 for an API key instead of a login
+CREATE = (400, 401, 404, 409)
 
 
 class KeyList(RootModel[list[s.Key]]):
-    pass
+    """A user's keys."""
 
 
 class LedgerRows(RootModel[list[s.LedgerRow]]):
-    pass
+    """A key's ledger, newest first."""
 
 
 class AuditRows(RootModel[list[s.AuditRow]]):
-    pass
+    """Audit log rows, newest first."""
 
 
 class PaymentList(RootModel[list[s.Payment]]):
-    pass
+    """Top-ups, newest first."""
 
 
 class Document(RootModel[dict[str, Any]]):
@@ -57,7 +57,7 @@ class Document(RootModel[dict[str, Any]]):
 
 
 class Empty(BaseModel):
-    pass
+    """An answer whose body carries nothing to read."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from ..store import KeyRecord, UserRecord
 from ..store.reports import UsageFilter
 from .accounts import AccountService, BooksCheck, Credit, NewKey
 from .admin import AdminService
+from .callers import Caller, Callers
 from .chat import ChatCall, ChatReply, ChatService
 from .chat_stream import ChatStream, OpenChatStream
 from .factory import (
@@ -28,6 +29,8 @@ __all__ = [
     "AccountService",
     "AdminService",
     "BooksCheck",
+    "Caller",
+    "Callers",
     "ChatCall",
     "ChatReply",
     "ChatService",

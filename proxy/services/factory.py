@@ -39,6 +39,7 @@ from ..upstream.health import UpstreamHealth
 from ..upstream.relay import Relay
 from .accounts import AccountService
 from .admin import AdminService
+from .callers import Callers
 from .chat import ChatService
 from .device_flow import DeviceFlowService
 from .identity import IdentityService
@@ -60,6 +61,7 @@ class Services:
     identity: IdentityService
     device_flow: DeviceFlowService
     admin: AdminService
+    callers: Callers
     payments: PaymentService
     reports: ReportService
     status: StatusService
@@ -143,6 +145,7 @@ def build_services(settings: Settings) -> Services:
         chat=chat,
         accounts=accounts,
         admin=AdminService(accounts, store, settings),
+        callers=Callers(accounts, identity),
         payments=PaymentService(
             store, settings, lambda: identity.base_url, on_credit=wallets.reload
         ),
