@@ -43,6 +43,13 @@ class ChatRequest:
     include_usage: bool  # the client asked for the usage chunk
     completion_limit: int | None = None  # the limit in force; None: the provider's default
     n: int = 1  # choices asked for
+    # An Anthropic Messages request (`POST /v1/messages`): its body as the client sent it,
+    # which an Anthropic upstream gets unchanged but for the model (and a lower limit);
+    # `body` is then its OpenAI translation, for every other upstream and for holds.
+    native: dict[str, Any] | None = None
+    native_headers: tuple[tuple[str, str], ...] = ()  # anthropic-version, anthropic-beta
+    native_only: str | None = None  # why only an Anthropic upstream can serve it
+    unsent_text: str = ""  # billed as input by Anthropic, absent from `body` (thinking)
 
     @property
     def messages(self) -> list[Any]:

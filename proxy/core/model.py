@@ -61,6 +61,7 @@ class Model:
     tiers: frozenset[str] = frozenset()  # what tokenroute/auto may use it for
     tools: bool = False
     vision: bool = False
+    wire: str = "openai-compatible"  # its provider's `kind`: "anthropic" speaks Messages
 
     def blended_rate(self) -> int:
         """pico-USD for three prompt tokens and one completion token: what 'cheapest' means."""

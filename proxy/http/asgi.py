@@ -170,11 +170,19 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
+ErrorRenderer = Callable[
+    [GatewayError, Mapping[str, str] | None, str | None], tuple[int, dict[str, str], bytes]
+]
+
+
 class Responder:
-    def __init__(self, send: Send, request_id: str) -> None:
+    def __init__(
+        self, send: Send, request_id: str, render_error: ErrorRenderer = render_error
+    ) -> None:
         self.started = False
         self._send = send
         self._request_id = request_id
+        self._render_error = render_error  # the route's wire format (OpenAI's, Anthropic's)
 
     async def body(
         self, status: int, headers: Mapping[str, str], body: bytes, close: bool = False
@@ -189,7 +197,7 @@ class Responder:
     async def error(
         self, error: GatewayError, context: Mapping[str, str] | None = None, close: bool = False
     ) -> None:
-        await self.body(*render_error(error, context, self._request_id), close=close)
+        await self.body(*self._render_error(error, context, self._request_id), close=close)
 
     async def stream(
         self,
@@ -198,6 +206,7 @@ class Responder:
         events: AsyncIterable[E],
         render: Callable[[E], bytes],
         keepalive: float,
+        keepalive_event: bytes = KEEPALIVE,
     ) -> None:
         """Send each event as it comes; stop as soon as the client goes away."""
         await self._start(200, self._head(headers))
@@ -205,7 +214,7 @@ class Responder:
             nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
             quiet = _Quiet(self._send)
             if keepalive > 0:
-                nursery.start_soon(quiet.keep_alive, keepalive)
+                nursery.start_soon(quiet.keep_alive, keepalive, keepalive_event)
             async for event in events:
                 await quiet.send(render(event))
             await quiet.finish()
@@ -246,11 +255,11 @@ class _Quiet:
             with trio.CancelScope(shield=True):
                 await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def keep_alive(self, interval: float) -> None:
+    async def keep_alive(self, interval: float, event: bytes) -> None:
         while True:
             await trio.sleep_until(self._last + interval)
             if trio.current_time() - self._last >= interval:
-                await self.send(KEEPALIVE)
+                await self.send(event)
 
 
 async def answer_unless_gone(

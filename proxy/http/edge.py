@@ -5,15 +5,18 @@
 - The request body: read whole, within `max_body_bytes` (413), a deadline and a budget
   of bytes buffered at once, and only once the request may go on (its route exists,
   its key is known); routes behind the edge get it replayed.
-- The hot route, `POST /v1/chat/completions`, served as plain ASGI: Quart's
-  per-request machinery costs about as much CPU as relaying a request upstream.
-  Every other route goes on to the Quart app (`proxy.http.web`), which answers its
-  own 404 and 405 with the same renderer.
+- The hot routes, `POST /v1/chat/completions` and Anthropic's `POST /v1/messages`
+  (and its `count_tokens`), served as plain ASGI: Quart's per-request machinery costs
+  about as much CPU as relaying a request upstream. Every other route goes on to the
+  Quart app (`proxy.http.web`), which answers its own 404 and 405 with the same renderer.
+- The key: `Authorization: Bearer`, or Anthropic's `x-api-key`, which wins.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -21,9 +24,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from ..core.errors import GatewayError, MethodNotAllowed
-from ..services import Services
+from ..services import KeyRecord, Services
+from . import anthropic_wire, openai_wire
 from .asgi import (
     Bodies,
+    ErrorRenderer,
     Receive,
     Responder,
     Scope,
@@ -35,10 +40,40 @@ from .asgi import (
     shield_last_send,
 )
 from .chat import ChatHTTPRequest, serve_chat
+from .messages import Headers, serve_count_tokens, serve_messages
 
 log = logging.getLogger("tokenroute")
-CHAT_PATH = "/v1/chat/completions"
 REQUEST_ID = b"x-request-id"
+FORWARDED = (b"anthropic-version", b"anthropic-beta")  # what a Messages upstream may read
+SESSION_HEADERS = (b"x-session-id", b"x-claude-code-session-id")
+Serve = Callable[
+    [Services, KeyRecord, ChatHTTPRequest, Headers, Responder, Receive, float], Awaitable[None]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HotRoute:
+    serve: Serve
+    render_error: ErrorRenderer  # the route's wire format
+
+
+async def _serve_chat(
+    services: Services,
+    key: KeyRecord,
+    request: ChatHTTPRequest,
+    headers: Headers,
+    respond: Responder,
+    receive: Receive,
+    keepalive: float,
+) -> None:
+    await serve_chat(services, key, request, respond, receive, keepalive)
+
+
+HOT_ROUTES = {
+    "/v1/chat/completions": HotRoute(_serve_chat, openai_wire.render_error),
+    "/v1/messages": HotRoute(serve_messages, anthropic_wire.render_error),
+    "/v1/messages/count_tokens": HotRoute(serve_count_tokens, anthropic_wire.render_error),
+}
 
 
 class Edge:
@@ -56,13 +91,16 @@ class Edge:
             return
         headers = dict(scope["headers"])
         request_id = request_id_from(headers.get(REQUEST_ID))
-        if scope["path"] == CHAT_PATH:
-            await self._chat(scope, headers, receive, Responder(send, request_id), request_id)
+        route = HOT_ROUTES.get(scope["path"])
+        if route is not None:
+            respond = Responder(send, request_id, route.render_error)
+            await self._hot(route, scope, headers, receive, respond, request_id)
         else:
             await self._framework(scope, headers, receive, shield_last_send(send), request_id)
 
-    async def _chat(
+    async def _hot(
         self,
+        route: HotRoute,
         scope: Scope,
         headers: dict[bytes, bytes],
         receive: Receive,
@@ -70,28 +108,30 @@ class Edge:
         request_id: str,
     ) -> None:
         started = trio.current_time()
+        path = scope["path"]
         try:
             try:  # refused from the headers alone: the body is never read
                 if scope["method"] != "POST":
-                    raise MethodNotAllowed(scope["method"], CHAT_PATH, ("POST",))
-                key = await self.services.accounts.authenticate(_text(headers, b"authorization"))
+                    raise MethodNotAllowed(scope["method"], path, ("POST",))
+                key = await self.services.accounts.authenticate(credential(headers))
             except GatewayError as error:
                 await respond.error(error, close=await self.bodies.dispose(headers, receive))
                 return
             body = await self.bodies.read(headers, receive)
             if body is None:
                 return  # the client went away before sending its request
-            request = ChatHTTPRequest(
-                id=request_id,
-                body=body,
-                session=_text(headers, b"x-session-id"),
-                started=started,
+            session = next((_text(headers, h) for h in SESSION_HEADERS if h in headers), None)
+            request = ChatHTTPRequest(id=request_id, body=body, session=session, started=started)
+            forwarded = [
+                (h.decode(), headers[h].decode("latin-1")) for h in FORWARDED if h in headers
+            ]
+            await route.serve(
+                self.services, key, request, forwarded, respond, receive, self.keepalive
             )
-            await serve_chat(self.services, key, request, respond, receive, self.keepalive)
         except GatewayError as error:
             await respond.error(error)
         except Exception:
-            log.exception("unhandled error in %s (%s)", CHAT_PATH, request_id)
+            log.exception("unhandled error in %s (%s)", path, request_id)
             if not respond.started:
                 await respond.error(internal_error(request_id))
 
@@ -157,10 +197,19 @@ class Edge:
         if not path.startswith("/v1/"):
             return True
         try:
-            await self.services.accounts.authenticate(_text(headers, b"authorization"))
+            await self.services.accounts.authenticate(credential(headers))
         except GatewayError:
             return False
         return True
+
+
+def credential(headers: dict[bytes, bytes]) -> str | None:
+    """The request's key as an Authorization value: Anthropic's `x-api-key` header (what
+    its SDKs and Claude Code send), else the `Authorization` header."""
+    api_key = headers.get(b"x-api-key")
+    if api_key is not None:
+        return "Bearer " + api_key.decode("latin-1")
+    return _text(headers, b"authorization")
 
 
 def _text(headers: dict[bytes, bytes], name: bytes) -> str | None:

@@ -25,10 +25,15 @@ STREAM_HEADERS = {
 }
 
 
-def error_body(error: GatewayError, request_id: str | None = None) -> dict[str, object]:
-    message = error.message
+def client_message(error: GatewayError, request_id: str | None = None) -> str:
+    """What a client reads of an error; of one about the operator's account, the id to quote."""
     if request_id and error.fault is Fault.ACCOUNT:  # the operator finds the details by it
-        message += f"; quote request id {request_id}"
+        return f"{error.message}; quote request id {request_id}"
+    return error.message
+
+
+def error_body(error: GatewayError, request_id: str | None = None) -> dict[str, object]:
+    message = client_message(error, request_id)
     body: dict[str, object] = {"message": message, "type": error.type, "code": error.status}
     if error.param is not None:
         body["param"] = error.param

@@ -1,16 +1,23 @@
-"""`GET /v1/models` and `GET /v1/models/{id}`: the catalog in OpenAI's shape, with prices.
+"""`GET /v1/models` and `GET /v1/models/{id}`: the catalog in OpenAI's shape, with prices,
+or in Anthropic's when the request carries `anthropic-version` (as its SDKs send).
 
-(`POST /v1/chat/completions` is served by the edge: see `proxy.http.chat`.)
+(`POST /v1/chat/completions` and `/v1/messages` are served by the edge.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import orjson
 from quart import Blueprint, Response, g, request
 
+from ..core.errors import BadRequest, GatewayError
 from ..core.model import AUTO_MODEL
 from ..services import Services
+from . import anthropic_wire
 from .openai_wire import JSON, auto_entry, model_entry, models_list
+
+MAX_PAGE = 1000
 
 
 def v1_blueprint(services: Services) -> Blueprint:
@@ -22,19 +29,49 @@ def v1_blueprint(services: Services) -> Blueprint:
     listing = models_list([auto, *entries] if auto else entries)
 
     async def limits() -> dict[str, str]:
-        key = await services.accounts.authenticate(request.headers.get("authorization"))
+        api_key = request.headers.get("x-api-key")
+        given = f"Bearer {api_key}" if api_key is not None else request.headers.get("authorization")
+        key = await services.accounts.authenticate(given)
         g.limit_headers = chat.limit_headers(key)
         return g.limit_headers  # type: ignore[no-any-return]
 
+    async def anthropic(answer: Callable[[], Awaitable[object]]) -> Response:
+        """An answer in Anthropic's shapes, errors included."""
+        try:
+            headers = await limits()
+            return Response(orjson.dumps(await answer()), content_type=JSON, headers=headers)
+        except GatewayError as error:
+            request_id = request.headers.get("x-request-id")
+            status, headers, body = anthropic_wire.render_error(error, None, request_id)
+            return Response(body, status=status, headers=headers)
+
     @bp.get("/models")
     async def list_models() -> Response:
+        if "anthropic-version" in request.headers:
+            return await anthropic(anthropic_page)
         return Response(listing, content_type=JSON, headers=await limits())
 
     @bp.get("/models/<path:model_id>")
     async def get_model(model_id: str) -> Response:
+        if "anthropic-version" in request.headers:
+
+            async def one() -> object:
+                return anthropic_wire.model_object(chat.model(model_id).id)
+
+            return await anthropic(one)
         headers = await limits()
         entry = auto if auto is not None and model_id == AUTO_MODEL else None
         entry = entry or model_entry(chat.model(model_id))
         return Response(orjson.dumps(entry), content_type=JSON, headers=headers)
+
+    async def anthropic_page() -> object:
+        args = request.args
+        limit = args.get("limit", "20")
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+            raise BadRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
+        page = anthropic_wire.models_page(
+            chat.models(), int(limit), args.get("after_id"), args.get("before_id")
+        )
+        return page
 
     return bp

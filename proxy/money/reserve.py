@@ -41,11 +41,15 @@ class Reservations:
             min_completion=self._min_completion,
             prediction_tokens=prediction_size(chat.body),
         )
-        budget = partial(sized, prompt_tokens=prompt_ceiling(chat.body))
+        unsent = chat.unsent_text  # input the upstream bills that the body does not show
+        budget = partial(sized, prompt_tokens=prompt_ceiling(chat.body) + len(unsent.encode()))
         try:
             roomy = budget(await self._wallets.available(key_id)).roomy
         except InsufficientQuota:
             roomy = False
         if not roomy:
-            budget = partial(sized, prompt_tokens=await self._tokens.count_request(chat.body))
+            counted = await self._tokens.count_request(chat.body)
+            if unsent:
+                counted += await self._tokens.count(unsent)
+            budget = partial(sized, prompt_tokens=counted)
         return await self._wallets.reserve(key_id, request_id, budget)

@@ -10,6 +10,11 @@ it works on every Claude model, but is a request rather than a guarantee.
 
 The API version stays 2023-06-01: version 2026-10-21 refuses `temperature` and
 `top_p`, which OpenAI clients send routinely.
+
+A Messages request (`ChatRequest.native`) is not rebuilt: its own body goes up with
+the model renamed (and the completion limit lowered when a budget says so), its
+`anthropic-version` and `anthropic-beta` headers forwarded, and the upstream's answer
+and events come back as they are (`Completion.native`, `AnthropicStream(native=True)`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from .base import Completion, UpstreamRequest, load_object, read_refusal, upstre
 
 API_VERSION = "2023-06-01"  # see the module docstring before moving it
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires a limit; OpenAI clients often send none
+# Fields of a Messages body that the counting endpoint refuses.
+COUNT_DROPS = ("max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k")
+COUNT_DROPS += ("metadata", "service_tier")
 JSON_ONLY = "Respond with a single JSON value and nothing else: no prose, no code fences."
 
 
@@ -45,12 +53,18 @@ class AnthropicAdapter:
         self.provider = provider
 
     def chat_request(self, chat: ChatRequest, model: Model, api_key: str | None) -> UpstreamRequest:
-        body = request_body(chat, model.upstream_id)
         headers = {
             "content-type": "application/json",
             "accept-encoding": "identity",
             "anthropic-version": API_VERSION,
         }
+        if chat.native is not None:
+            body = {**chat.native, "model": model.upstream_id}
+            if chat.completion_limit is not None:
+                body["max_tokens"] = chat.completion_limit
+            headers.update(chat.native_headers)
+        else:
+            body = request_body(chat, model.upstream_id)
         if api_key:
             headers["x-api-key"] = api_key
         if chat.stream:
@@ -106,10 +120,27 @@ class AnthropicAdapter:
             out["usage"] = openai_usage(usage)
         # Tool calls count as output too, should the tokens have to be estimated.
         generated = [text, *(c["function"][k] for c in calls for k in ("name", "arguments"))]
-        return Completion(out, usage, "".join(generated))
+        return Completion(out, usage, "".join(generated), native=body)
 
     def chat_stream(self, chat: ChatRequest, model: Model) -> AnthropicStream:
-        return AnthropicStream(self.provider, model.id, chat.include_usage, model.price)
+        native = chat.native is not None
+        return AnthropicStream(
+            self.provider, model.id, chat.include_usage, model.price, native=native
+        )
+
+    def count_tokens_request(
+        self, native: dict[str, Any], headers: tuple[tuple[str, str], ...], model: Model,
+        api_key: str | None,
+    ) -> UpstreamRequest:
+        """`POST /v1/messages/count_tokens` for a Messages body, as Anthropic counts it."""
+        body = {k: v for k, v in native.items() if k not in COUNT_DROPS}
+        body["model"] = model.upstream_id
+        sent = {"content-type": "application/json", "accept-encoding": "identity"}
+        sent["anthropic-version"] = API_VERSION
+        sent.update(headers)
+        if api_key:
+            sent["x-api-key"] = api_key
+        return UpstreamRequest("/v1/messages/count_tokens", sent, orjson.dumps(body))
 
     def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
         refusal = read_refusal(status, body)

@@ -6,6 +6,10 @@ deltas become `content`, a tool_use block becomes a `tool_calls` entry whose
 `arguments` grow with each input_json_delta, and the stop reason becomes the
 last chunk's `finish_reason`. Usage is only final at message_delta, so
 `state.usage` is set there: a stream cut earlier is billed by estimate.
+
+For a Messages client (`native`), the events are read the same way (for usage,
+output and errors) but relayed as the upstream sent them, as SSE bytes; an
+`error` event is not: it ends the stream, which the surface reports in its own words.
 """
 
 from __future__ import annotations
@@ -107,14 +111,28 @@ class AnthropicStream(StreamTranslator):
     """Feed Anthropic's SSE bytes; get OpenAI chunks back."""
 
     def __init__(
-        self, provider: str, model_id: str, include_usage: bool, price: Price | None = None
+        self,
+        provider: str,
+        model_id: str,
+        include_usage: bool,
+        price: Price | None = None,
+        *,
+        native: bool = False,
     ) -> None:
         super().__init__(provider, model_id, include_usage, price)
+        self.native = native
         self._counts: dict[str, int] = {}
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
         self._finished = False  # the finish_reason chunk went out
 
-    def _event(self, event: Event) -> list[Chunk]:
+    def _event(self, event: Event) -> list[Any]:
+        chunks = self._translated(event)
+        if not self.native or self.state.error is not None:
+            return chunks
+        name = (event.event or "message").encode()
+        return [b"event: " + name + b"\ndata: " + event.data.encode() + b"\n\n"]
+
+    def _translated(self, event: Event) -> list[Chunk]:
         text = event.data.strip()
         if event.event == "ping" or not text:
             return []

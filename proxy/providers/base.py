@@ -43,6 +43,7 @@ class Completion:
     data: dict[str, Any]  # an OpenAI `chat.completion` object, `model` set to our id
     usage: Usage | None  # None: the upstream reported none
     output_text: str  # the generated text, for an estimate when usage is None
+    native: bytes | None = None  # an Anthropic upstream's own body, for a Messages client
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ class StreamTranslator(ABC):
         self.include_usage = include_usage  # the client asked for the usage chunk
         self.price = price  # to show the client what the usage costs
         self.chunk_id = "chatcmpl-"
+        self.native = False  # relays the upstream's own events (bytes) rather than chunks
         self.created = int(time.time())
         self._decoder = Decoder()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
@@ -41,6 +41,11 @@ BUILTIN_MODELS: dict[str, tuple[str, ...]] = {
     "anthropic": (
         "claude-haiku-4-5",
         "claude-sonnet-4-5",
+        "claude-sonnet-4-6",
+        "claude-opus-4-5",
+        "claude-opus-4-8",
+        "claude-sonnet-5",
+        "claude-haiku-5-5",
         "claude-opus-4-1",
         "claude-3-5-haiku-latest",
     ),
@@ -61,14 +66,38 @@ CONTEXT_FALLBACK: dict[str, int] = {
 }
 
 
+ANTHROPIC_PREFIX = "claude-"  # a bare id like this means the Anthropic provider's model
+MAX_RESOLVED = 512  # Anthropic ids met on requests and kept (dated ids, new models)
+
+
 class Catalog:
-    def __init__(self, models: Iterable[Model]) -> None:
+    def __init__(
+        self, models: Iterable[Model], resolve: Callable[[str], Model | None] | None = None
+    ) -> None:
         self._models = {m.id: m for m in models}
+        self._resolve = resolve
+        self._resolved: dict[str, Model | None] = {}
 
     def get(self, model_id: str) -> Model | None:
-        """A servable model, or None (unknown, hidden, or its provider is disabled)."""
+        """A servable model, or None (unknown, hidden, or its provider is disabled).
+
+        Anthropic's own ids work too (Claude Code and the Anthropic SDKs send them):
+        `claude-sonnet-4-5` is the Anthropic provider's, and a dated or new Claude id
+        that genai-prices can price is served as it is named (see `build_catalog`).
+        """
         model = self._models.get(model_id)
+        if model is None and self._resolve is not None:
+            model = self._resolved_model(model_id)
         return None if model is None or model.hidden else model
+
+    def _resolved_model(self, model_id: str) -> Model | None:
+        if model_id in self._resolved:
+            return self._resolved[model_id]
+        assert self._resolve is not None
+        model = self._resolve(model_id)
+        if len(self._resolved) < MAX_RESOLVED:  # bounded: ids are the client's to choose
+            self._resolved[model_id] = model
+        return model
 
     def listed(self) -> list[Model]:
         return [m for m in self._models.values() if not m.hidden]
@@ -91,7 +120,23 @@ def build_catalog(settings: Settings, now: datetime | None = None) -> Catalog:
             model = _model(provider, name, overrides.get(model_id), settings.markup, now)
             _check_priced(model, overrides.get(model_id))
             models[model_id] = model
-    return Catalog(models.values())
+    anthropic = next((p for p in settings.providers if p.kind == "anthropic"), None)
+
+    def resolve(model_id: str) -> Model | None:
+        """A Claude id the catalog does not list: priced by genai-prices, or unknown."""
+        name = model_id.removeprefix(f"{anthropic.name}/") if anthropic else model_id
+        if anthropic is None or not name.startswith(ANTHROPIC_PREFIX) or "/" in name:
+            return None
+        listed = models.get(f"{anthropic.name}/{name}")
+        if listed is not None:
+            return listed
+        if _genai_model(anthropic.name, name) is None:
+            return None
+        model = _model(anthropic, name, overrides.get(model_id), settings.markup, now)
+        rates = model.price.base
+        return model if rates.input and rates.output else None
+
+    return Catalog(models.values(), resolve)
 
 
 def _check_priced(model: Model, override: ModelSettings | None) -> None:
@@ -134,6 +179,7 @@ def _model(
         tiers=frozenset(_given(override, "tiers", known.get("tiers", ()))),
         tools=bool(_given(override, "tools", known.get("tools", False))),
         vision=bool(_given(override, "vision", known.get("vision", False))),
+        wire=provider.kind,
     )
 
 

@@ -6,6 +6,7 @@ internals: every rule lives here once.
 """
 
 from ..core.chat import Chunks, StreamDone, StreamEvent, StreamFailed
+from ..providers.anthropic_in import stop_reason
 from ..store import KeyRecord, UserRecord
 from ..store.reports import UsageFilter
 from .accounts import AccountService, BooksCheck, Credit, NewKey
@@ -54,5 +55,6 @@ __all__ = [
     "build_services",
     "migrate_database",
     "settings_table",
+    "stop_reason",
     "with_operator",
 ]

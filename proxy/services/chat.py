@@ -13,7 +13,7 @@ abandoned by its client, or never read at all (see `chat_stream`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,12 +22,14 @@ import trio
 from ..access.ratelimit import RateLimiter
 from ..core.chat import ChatRequest, parse_chat_request
 from ..core.config import Settings
-from ..core.errors import BadRequest, NotFound
+from ..core.errors import BadRequest, Fault, GatewayError, NotFound
 from ..core.model import AUTO_MODEL, Model
 from ..core.money import format_usd
 from ..money.budget import RouteBudget
 from ..money.metering import Meter, Outcome
 from ..money.reserve import Reservations
+from ..money.tokens import TokenCounter
+from ..providers.anthropic_in import parse_messages_request
 from ..routing.autoroute import AutoRouter, Decision
 from ..routing.catalog import Catalog
 from ..routing.plan import plan_route, strip_route_fields, unknown_model
@@ -41,6 +43,7 @@ from .chat_stream import OpenChatStream, Unanswered
 class ChatReply:
     completion: dict[str, Any]  # an OpenAI chat.completion object
     headers: dict[str, str]  # the served model, fallbacks, limits, the auto tier
+    native: bytes | None = None  # an Anthropic upstream's own answer to a Messages request
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class ChatService:
         reservations: Reservations,
         meter: Meter,
         failover: Failover,
+        tokens: TokenCounter,
     ) -> None:
         self._settings = settings
         self._catalog = catalog
@@ -86,6 +90,7 @@ class ChatService:
         self._reservations = reservations
         self._meter = meter
         self._failover = failover
+        self._tokens = tokens
 
     # -- admission and the catalog ---------------------------------------------------------
     def admit(self, key: KeyRecord) -> dict[str, str]:
@@ -124,7 +129,29 @@ class ChatService:
         self, key: KeyRecord, body: Any, request_id: str, session: str | None, started: float
     ) -> ChatCall:
         """Validate the body and plan its route; `session` is the x-session-id header."""
-        chat = parse_chat_request(body)
+        return self._plan(key, parse_chat_request(body), request_id, session, started)
+
+    def prepare_messages(
+        self,
+        key: KeyRecord,
+        body: Any,
+        headers: Iterable[tuple[str, str]],
+        request_id: str,
+        session: str | None,
+        started: float,
+    ) -> ChatCall:
+        """`prepare` for an Anthropic Messages body (`headers`: the request's, lower-case)."""
+        chat = parse_messages_request(body, headers)
+        return self._plan(key, chat, request_id, session, started)
+
+    def _plan(
+        self,
+        key: KeyRecord,
+        chat: ChatRequest,
+        request_id: str,
+        session: str | None,
+        started: float,
+    ) -> ChatCall:
         decision = None
         if chat.model == AUTO_MODEL:
             session = session or _user(chat.body)
@@ -132,6 +159,8 @@ class ChatService:
             self._sessions.remember(key.id, session, decision.tier)
         chosen = decision.models if decision else None
         models = plan_route(chat.body, self._catalog, self._settings.routes, chosen)
+        if chat.native_only is not None:
+            models = anthropic_only(models, chat.native_only)
         chat = replace(chat, body=strip_route_fields(chat.body))
         outcome = Outcome(
             request_id=request_id,
@@ -158,9 +187,9 @@ class ChatService:
         outcome.usage, outcome.output_text = completion.usage, completion.output_text
         outcome.first_byte_at = trio.current_time()
         record = await self._meter.record(outcome)
-        return ChatReply(
-            _priced(completion.data, record), self._served_headers(call, model, budget)
-        )
+        headers = self._served_headers(call, model, budget)
+        headers["x-tokenroute-cost"] = format_usd(record.cost)
+        return ChatReply(_priced(completion.data, record), headers, completion.native)
 
     def open_stream(self, call: ChatCall) -> OpenChatStream:
         """The owner of a streaming request's stream: `async with` it for the events."""
@@ -173,6 +202,26 @@ class ChatService:
             return opened, self._served_headers(call, opened.model, budget)
 
         return OpenChatStream(call.outcome, self._limiter, self._meter, start)
+
+    async def count_tokens(
+        self, key: KeyRecord, body: Any, headers: Iterable[tuple[str, str]]
+    ) -> tuple[Any, dict[str, str]]:
+        """The input tokens of a Messages body, free: Anthropic's own count when the model
+        is Anthropic's and its upstream answers, else the gateway's estimate; and the key's
+        rate-limit headers (a count is a request to the operator's upstream)."""
+        chat = parse_messages_request(body, headers, count_only=True)
+        limits = self.admit(key)
+        chosen = self._decide(key, chat.body, None).models if chat.model == AUTO_MODEL else None
+        model = plan_route(chat.body, self._catalog, self._settings.routes, chosen)[0]
+        if model.wire == "anthropic" and self._failover.health.available(model.id):
+            try:
+                return await self._failover.count_tokens(model, chat), limits
+            except GatewayError as error:
+                if error.fault is Fault.REQUEST:
+                    raise
+        counted = await self._tokens.count_request(chat.body)
+        counted += await self._tokens.count(chat.unsent_text)
+        return {"input_tokens": counted}, limits
 
     # -- the steps -------------------------------------------------------------------------
     def _decide(self, key: KeyRecord, body: dict[str, Any], session: str | None) -> Decision:
@@ -215,6 +264,17 @@ class ChatService:
         if limit is not None:
             headers["x-tokenroute-max-tokens"] = str(limit)
         return headers
+
+
+def anthropic_only(models: list[Model], why: str) -> list[Model]:
+    """The route's models that speak Anthropic's Messages API natively."""
+    kept = [m for m in models if m.wire == "anthropic"]
+    if not kept:
+        raise BadRequest(
+            f"{why} is served by Anthropic models only; choose a claude model",
+            param="model",
+        )
+    return kept
 
 
 def auto_headers(decision: Decision | None) -> dict[str, str]:

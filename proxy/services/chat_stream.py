@@ -35,6 +35,12 @@ class ChatStream:
         self.headers = headers
         self._upstream = upstream
 
+    @property
+    def native(self) -> bool:
+        """Whether the events carry the upstream's own SSE bytes (a Messages request
+        answered by an Anthropic upstream) rather than OpenAI chunks."""
+        return self._upstream.translator.native
+
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._upstream  # the events come straight from the upstream's reads
 

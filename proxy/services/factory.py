@@ -139,6 +139,7 @@ def build_services(settings: Settings) -> Services:
         ),
         meter=Meter(wallets, tokens),
         failover=Failover(relay, health),
+        tokens=tokens,
     )
     return Services(
         settings=settings,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -76,6 +76,10 @@ class Failover:
             models, lambda m: self._relay.open_stream(prepare(m), m), attempts
         )
         return OpenStream(model, stream, self.health)
+
+    async def count_tokens(self, model: Model, chat: ChatRequest) -> Any:
+        """The upstream's own count of a Messages request's input tokens."""
+        return await self._relay.count_tokens(chat, model)
 
     async def _route(
         self, models: list[Model], call: Callable[[Model], Awaitable[T]], attempts: Attempts

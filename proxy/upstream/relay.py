@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import ssl
 from collections.abc import Mapping
+from typing import Any
 
 import httpx2 as httpx
 
@@ -19,7 +20,8 @@ from ..core.chat import ChatRequest
 from ..core.config import ProviderSettings
 from ..core.errors import Fault, GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ..core.model import Model
-from ..providers.base import Adapter, Completion, UpstreamRequest
+from ..providers.anthropic import AnthropicAdapter
+from ..providers.base import Adapter, Completion, UpstreamRequest, load_object
 from .stream import StreamCutter, UpstreamStream, why
 
 CONNECTIONS_PER_SHARD = 64  # keeps httpcore's per-acquire scan of a pool short
@@ -151,6 +153,25 @@ class Relay:
         provider = self._providers[model.provider]
         translator = adapter.chat_stream(chat, model)
         return UpstreamStream(response, translator, provider.idle_timeout, self.cutter)
+
+    async def count_tokens(self, chat: ChatRequest, model: Model) -> Any:
+        """Anthropic's own count of a Messages request's input tokens (free upstream)."""
+        adapter = self._adapters[model.provider]
+        if chat.native is None or not isinstance(adapter, AnthropicAdapter):
+            raise UpstreamError(f"{model.provider} does not count tokens", fault=Fault.GATEWAY)
+        upstream = adapter.count_tokens_request(
+            chat.native, chat.native_headers, model, self._key(model)
+        )
+        response = await self._send(model, upstream)
+        try:
+            body = await _read_body(response)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{model.provider} failed mid-response: {why(exc)}") from exc
+        finally:
+            await response.aclose()
+        if response.status_code >= 400:
+            raise self._error(model, adapter, response, body)
+        return load_object(body, model.provider)
 
     def _key(self, model: Model) -> str | None:
         return self._providers[model.provider].api_key

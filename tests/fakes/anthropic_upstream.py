@@ -72,8 +72,10 @@ class FakeAnthropic(FakeServer):
     malformed_after: int | None = None  # a `data: {not json` event after N deltas
     error_event_after: int | None = None  # an overloaded_error event after N deltas
     chunk_delay: float = 0.0
+    counted_tokens: int = 1234  # what count_tokens answers
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    count_requests: list[dict[str, Any]] = field(default_factory=list)
     stream_ends: list[StreamEnd] = field(default_factory=list)
     url: str = ""
     _shutdown: trio.Event = field(default_factory=trio.Event)
@@ -102,6 +104,22 @@ class FakeAnthropic(FakeServer):
                 response.timeout = None
                 return response
             return Response(orjson.dumps(self._message(body)), content_type="application/json")
+
+        @app.post("/v1/messages/count_tokens")
+        async def count_tokens() -> Response:
+            body = orjson.loads(await request.get_data())
+            self.count_requests.append(body)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            refusal = self._refusal(body, headers)
+            if refusal is not None:
+                return refusal
+            if "max_tokens" in body:  # as the real endpoint says
+                return self._error(400, "invalid_request_error", "max_tokens: Extra inputs are not permitted")
+            if self.status != 200:
+                error_type = self.error_type or ERROR_TYPES.get(self.status, "api_error")
+                return self._error(self.status, error_type, f"fake failure {self.status}")
+            answer = {"input_tokens": self.counted_tokens}
+            return Response(orjson.dumps(answer), content_type="application/json")
 
         return app
 
