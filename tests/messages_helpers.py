@@ -57,7 +57,9 @@ class Messages:
 
     def sync_client(self, raw: str | None = None) -> anthropic.Anthropic:
         """For a worker thread: the gateway runs on this test's event loop."""
-        return anthropic.Anthropic(base_url=self.gateway.url, api_key=raw or self.raw, max_retries=0)
+        return anthropic.Anthropic(
+            base_url=self.gateway.url, api_key=raw or self.raw, max_retries=0
+        )
 
     def balance(self, key_id: str | None = None) -> int:
         conn = self.gateway.db()

@@ -34,7 +34,8 @@ RICH: dict[str, Any] = {
             "role": "user",
             "content": [
                 {"type": "text", "text": "What is in these?"},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                             "data": PNG}},
                 {
                     "type": "document",
                     "source": {"type": "base64", "media_type": "application/pdf", "data": PDF},
@@ -88,14 +89,17 @@ async def test_a_rich_request_goes_up_unchanged_but_for_the_model(world: Message
 
 
 async def test_a_stream_is_relayed_event_for_event(world: Messages) -> None:
-    async with httpx.AsyncClient() as http:  # the raw bytes, to compare with the fake's
-        async with http.stream(
+    # The raw bytes, to compare with the fake's.
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream(
             "POST",
             world.gateway.url + "/v1/messages",
             headers={"x-api-key": world.raw, "anthropic-version": "2023-06-01"},
             json={**RICH, "stream": True},
-        ) as response:
-            body = b"".join([part async for part in response.aiter_bytes()])
+        ) as response,
+    ):
+        body = b"".join([part async for part in response.aiter_bytes()])
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     events = [block.split(b"\n")[0] for block in body.strip().split(b"\n\n")]
@@ -141,9 +145,7 @@ async def test_the_sdk_streams_text_and_tool_calls(world: Messages) -> None:
                 {"role": "assistant", "content": [use.model_dump(exclude_none=True)]},
                 {
                     "role": "user",
-                    "content": [
-                        {"type": "tool_result", "tool_use_id": use.id, "content": "Sunny"}
-                    ],
+                    "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Sunny"}],
                 },
             ],
         )
@@ -155,7 +157,9 @@ async def test_the_sync_client_works_too(world: Messages) -> None:
     def call() -> tuple[str, list[str]]:
         with world.sync_client() as client:
             reply = client.messages.create(
-                model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+                model="claude-haiku-4-5",
+                max_tokens=50,
+                messages=[{"role": "user", "content": "hi"}],
             )
             stream = client.messages.create(
                 model="claude-haiku-4-5",
@@ -195,7 +199,9 @@ async def test_dated_and_new_claude_ids_reach_anthropic_as_named(world: Messages
             assert raw.headers["x-tokenroute-provider"] == "anthropic"
         with pytest.raises(anthropic.NotFoundError) as missing:
             await client.messages.create(
-                model="claude-nonesuch-9", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+                model="claude-nonesuch-9",
+                max_tokens=10,
+                messages=[{"role": "user", "content": "hi"}],
             )
     assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     rows = await world.gateway.wait_usage_rows(2)

@@ -144,9 +144,7 @@ class _Translation:
         if role == "system":  # a system turn inside the conversation
             return [{"role": "system", "content": self._text_only(content, f"{where}.content")}]
         if role not in ("user", "assistant"):
-            raise BadRequest(
-                f"'{where}.role' must be 'user' or 'assistant'", param=f"{where}.role"
-            )
+            raise BadRequest(f"'{where}.role' must be 'user' or 'assistant'", param=f"{where}.role")
         if isinstance(content, str):
             return [{"role": role, "content": content}]
         if not isinstance(content, list):
@@ -282,7 +280,7 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
         out = {"tool_choice": {"type": "function", "function": {"name": choice["name"]}}}
     else:
         raise BadRequest(
-            "'tool_choice' must be {\"type\": \"auto\" | \"any\" | \"none\"} or "
+            '\'tool_choice\' must be {"type": "auto" | "any" | "none"} or '
             '{"type": "tool", "name": ...}',
             param="tool_choice",
         )

@@ -114,7 +114,9 @@ class FakeAnthropic(FakeServer):
             if refusal is not None:
                 return refusal
             if "max_tokens" in body:  # as the real endpoint says
-                return self._error(400, "invalid_request_error", "max_tokens: Extra inputs are not permitted")
+                return self._error(
+                    400, "invalid_request_error", "max_tokens: Extra inputs are not permitted"
+                )
             if self.status != 200:
                 error_type = self.error_type or ERROR_TYPES.get(self.status, "api_error")
                 return self._error(self.status, error_type, f"fake failure {self.status}")
