@@ -17,6 +17,8 @@ import trio
 
 from tests.messages_helpers import PNG, WEATHER_TOOL, Messages, messages_world
 
+EPHEMERAL = {"type": "ephemeral"}
+IMAGE = {"type": "base64", "media_type": "image/png", "data": PNG}
 QUESTION = [{"role": "user", "content": "Weather in Paris?"}]
 
 
@@ -37,12 +39,12 @@ async def test_openai_serves_a_message_with_system_and_an_image(world: Messages)
                 {
                     "role": "user",
                     "content": [
-                        {"type": "text", "text": "What is this?", "cache_control": {"type": "ephemeral"}},
-                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                        {"type": "text", "text": "What is this?", "cache_control": EPHEMERAL},
+                        {"type": "image", "source": IMAGE},
                     ],
                 }
             ],
-        )  # fmt: skip
+        )
     sent = world.openai.requests[-1]
     assert sent["model"] == "gpt-4o-mini" and sent["max_tokens"] == 100 and sent["stop"] == ["END"]
     assert sent["messages"] == [
