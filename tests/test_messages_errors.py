@@ -69,6 +69,13 @@ async def test_bad_requests_say_what_is_wrong(world: Messages) -> None:
                 max_tokens=10,
                 messages=[{"role": "user", "content": [{"text": "no type"}]}],  # type: ignore[list-item]
             )
+        with pytest.raises(anthropic.BadRequestError) as fast:
+            await client.messages.create(
+                model="claude-haiku-4-5", max_tokens=10, messages=HI, speed="fast"
+            )
+    assert error_of(fast)["message"] == (
+        "'speed' 'fast' is not priced by this gateway; leave it out or send 'standard'"
+    )
     assert error_of(no_limit) == {
         "type": "invalid_request_error",
         "message": "missing required parameter: 'max_tokens'",

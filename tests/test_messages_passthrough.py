@@ -58,6 +58,7 @@ async def world(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Messages
 
 async def test_a_rich_request_goes_up_unchanged_but_for_the_model(world: Messages) -> None:
     world.anthropic.cache_read_tokens, world.anthropic.cache_creation_tokens = 100, 50
+    world.anthropic.cache_hour_tokens = 20  # of the 50 written, kept for an hour
     async with world.client() as client:
         raw = await client.messages.with_raw_response.create(
             **copy.deepcopy(RICH), extra_headers={"anthropic-beta": BETA}
@@ -75,16 +76,16 @@ async def test_a_rich_request_goes_up_unchanged_but_for_the_model(world: Message
     assert raw.headers["x-tokenroute-model"] == "anthropic/claude-haiku-4-5"
     assert raw.headers["x-tokenroute-provider"] == "anthropic"
     # Billed like chat, cache reads and writes priced: haiku 4.5 is $1 in, $5 out,
-    # $0.10 cache read and $1.25 cache write per 1M tokens.
+    # $0.10 cache read, $1.25 cache write (5 minutes) and $2 (an hour) per 1M tokens.
     row = (await world.gateway.wait_usage_rows(1))[-1]
-    expected = 11 * 1_000 + 100 * 100 + 50 * 1_250 + 6 * 5_000  # nano-USD
+    expected = 11 * 1_000 + 100 * 100 + 30 * 1_250 + 20 * 2_000 + 6 * 5_000  # nano-USD
     assert (row["served_model"], row["status"], row["cost"]) == (
         "anthropic/claude-haiku-4-5",
         200,
         expected,
     )
     assert row["tokens_in"] == 161 and row["tokens_out"] == 6 and row["cached_tokens"] == 100
-    assert raw.headers["x-tokenroute-cost"] == "0.0001135"
+    assert raw.headers["x-tokenroute-cost"] == "0.0001285"
     assert world.balance() == 10 * 10**9 - expected
 
 

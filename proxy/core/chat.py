@@ -29,6 +29,7 @@ class Usage:
     cached_tokens: int = 0  # part of prompt_tokens read from the provider's cache
     estimated: bool = False
     cache_write_tokens: int = 0  # part of prompt_tokens written to the provider's cache
+    cache_hour_tokens: int = 0  # part of cache_write_tokens kept for an hour (dearer)
 
     @property
     def total_tokens(self) -> int:

@@ -37,14 +37,20 @@ class Price:
         return self.base
 
     def cost(self, usage: Usage) -> int:
-        """Cost in money units, rounded up once per request."""
+        """Cost in money units, rounded up once per request.
+
+        Cache writes kept for an hour cost twice the input rate (Anthropic's price for
+        them); others the cache-write rate.
+        """
         rates = self.rates_for(usage.prompt_tokens)
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+        hour = min(usage.cache_hour_tokens, written)
         pico = (
             (usage.prompt_tokens - cached - written) * rates.input
             + cached * (rates.cache_read or rates.input)
-            + written * (rates.cache_write or rates.input)
+            + (written - hour) * (rates.cache_write or rates.input)
+            + hour * 2 * rates.input
             + usage.completion_tokens * rates.output
         )
         return pico_to_units(pico)

@@ -25,6 +25,8 @@ from ..core.errors import BadRequest
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 ROUTE_FIELDS = ("models", "route")  # ours, for fallbacks: read here, never sent upstream
 NATIVE_FIELDS = ("mcp_servers", "container")  # request fields only Anthropic serves
+# Options Anthropic bills at other prices than the catalog's: only their default passes.
+UNPRICED = {"speed": "standard", "inference_geo": "global"}
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 STOP_REASONS["content_filter"] = "refusal"
 STOP_REASONS["function_call"] = "tool_use"
@@ -42,6 +44,13 @@ def parse_messages_request(
         raise BadRequest("missing required parameter: 'max_tokens'", param="max_tokens")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise BadRequest("'max_tokens' must be a positive integer", param="max_tokens")
+    for name, default in UNPRICED.items():
+        if body.get(name) not in (None, default):
+            raise BadRequest(
+                f"'{name}' {body[name]!r} is not priced by this gateway; leave it out or send "
+                f"{default!r}",
+                param=name,
+            )
     translation = _Translation()
     openai = translation.body(body)
     chat = parse_chat_request(openai)

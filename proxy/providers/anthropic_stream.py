@@ -50,6 +50,7 @@ CREDIT_TOO_LOW = (
     "Your credit balance is too low to access the Anthropic API. "
     "Please go to Plans & Billing to upgrade or purchase credits."
 )
+HOUR_WRITES = "ephemeral_1h_input_tokens"  # of cache_creation: writes kept for an hour
 USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -68,7 +69,9 @@ def usage_from_counts(counts: dict[str, int]) -> Usage:
     read = counts.get("cache_read_input_tokens", 0)
     written = counts.get("cache_creation_input_tokens", 0)
     prompt = counts.get("input_tokens", 0) + read + written
-    return Usage(prompt, counts.get("output_tokens", 0), read, cache_write_tokens=written)
+    hour = counts.get(HOUR_WRITES, 0)
+    output = counts.get("output_tokens", 0)
+    return Usage(prompt, output, read, cache_write_tokens=written, cache_hour_tokens=hour)
 
 
 def read_counts(data: Any, into: dict[str, int] | None = None) -> dict[str, int]:
@@ -79,6 +82,10 @@ def read_counts(data: Any, into: dict[str, int] | None = None) -> dict[str, int]
             value = token_count(data.get(name))
             if value is not None:
                 counts[name] = value
+        written = data.get("cache_creation")
+        hour = token_count(written.get(HOUR_WRITES)) if isinstance(written, dict) else None
+        if hour is not None:
+            counts[HOUR_WRITES] = hour
     return counts
 
 

@@ -60,6 +60,7 @@ class FakeAnthropic(FakeServer):
     input_tokens: int = 11
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_hour_tokens: int = 0  # of the cache writes, those kept for an hour
     stop_reason: str | None = None  # overrides end_turn / tool_use
     api_key: str | None = None  # when set, the key sent (x-api-key or Bearer) must equal it
     status: int = 200
@@ -171,6 +172,10 @@ class FakeAnthropic(FakeServer):
             "input_tokens": self.input_tokens,
             "cache_creation_input_tokens": self.cache_creation_tokens,
             "cache_read_input_tokens": self.cache_read_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.cache_creation_tokens - self.cache_hour_tokens,
+                "ephemeral_1h_input_tokens": self.cache_hour_tokens,
+            },
             "output_tokens": output_tokens,
         }
 
