@@ -74,6 +74,7 @@ class FakeAnthropic(FakeServer):
     error_event_after: int | None = None  # an overloaded_error event after N deltas
     chunk_delay: float = 0.0
     counted_tokens: int = 1234  # what count_tokens answers
+    calls_tools: bool = True  # call the first tool offered (off: always answer in words)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     count_requests: list[dict[str, Any]] = field(default_factory=list)
@@ -154,7 +155,7 @@ class FakeAnthropic(FakeServer):
 
     # -- replies ---------------------------------------------------------------------------
     def _wants_tool_call(self, body: dict[str, Any]) -> bool:
-        return bool(body.get("tools")) and not self._tool_results(body)
+        return self.calls_tools and bool(body.get("tools")) and not self._tool_results(body)
 
     def _tool_results(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         content = body["messages"][-1].get("content")
