@@ -112,6 +112,12 @@ def render() -> tuple[str, str]:
         "- [Discovery]({base_url}/api/v1/auth/discovery): issuer, client_id and endpoints "
         "for RFC 8628 device flow",
         "",
+        "## Anthropic clients", "",
+        "Claude Code and the Anthropic SDKs: ANTHROPIC_BASE_URL={base_url} and "
+        "ANTHROPIC_API_KEY=sk-tr-... (POST /v1/messages, /v1/messages/count_tokens; any "
+        "model id: claude-sonnet-4-5, openai/gpt-4o-mini, tokenroute/auto). Errors in "
+        "Anthropic's shape: 402 billing_error is an exhausted balance.",
+        "",
     ])  # fmt: skip
     full = [short, "## CLI reference", "",
             "Every command takes --json (or TOKENROUTE_JSON=1) and --api-url (or "

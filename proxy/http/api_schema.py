@@ -298,3 +298,42 @@ class ModelEntry(BaseModel):
 class ModelList(BaseModel):
     object: str
     data: list[ModelEntry]
+
+
+class MessagesRequestBody(BaseModel):
+    """Anthropic's Messages request; to an Anthropic model it goes up unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(examples=["claude-haiku-4-5", "openai/gpt-4o-mini", "tokenroute/auto"])
+    max_tokens: int = Field(ge=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    system: Any = None
+    stream: bool = False
+
+
+class Message(BaseModel):
+    """Anthropic's Message."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: str = Field(examples=["message"])
+    role: str
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: dict[str, Any]
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
+
+
+class AnthropicErrorBody(BaseModel):
+    type: str = Field(examples=["billing_error"])
+    message: str
+
+
+class AnthropicError(BaseModel):
+    type: str = Field(examples=["error"])
+    error: AnthropicErrorBody
+    request_id: str | None = None

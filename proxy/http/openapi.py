@@ -112,30 +112,68 @@ HIDDEN_BLUEPRINTS = ("device", "llms", "payment_pages")
 
 
 class GatewayOpenAPI(OpenAPIProvider):
+    """Adds the routes the edge serves itself (no Quart view to document)."""
+
     def schema(self) -> dict[str, Any]:
         document = super().schema()
         components = document["components"]["schemas"]
-        request = _model_schema(s.ChatRequestBody, components)
-        completion = _model_schema(s.ChatCompletion, components)
-        error = _model_schema(s.Error, components)
-        document["paths"]["/v1/chat/completions"] = {
-            "post": {
-                "summary": "A chat completion (OpenAI's API); `stream: true` for SSE",
-                "operationId": "post_chat_completions",
-                "security": BEARER,
-                "requestBody": {"required": True,
-                                "content": {"application/json": {"schema": request}}},
-                "responses": {
-                    "200": {"description": "the completion, or its stream of chunks",
-                            "content": {"application/json": {"schema": completion},
-                                        "text/event-stream": {"schema": {"type": "string"}}}},
-                    **{str(code): {"description": "an error",
-                                   "content": {"application/json": {"schema": error}}}
-                       for code in (400, 401, 402, 404, 413, 429, 502, 503, 504)},
-                },
-            }
-        }  # fmt: skip
+        openai_error = _model_schema(s.Error, components)
+        anthropic_error = _model_schema(s.AnthropicError, components)
+        paths = document["paths"]
+        paths["/v1/chat/completions"] = _post(
+            "A chat completion (OpenAI's API); `stream: true` for SSE",
+            "post_chat_completions",
+            _model_schema(s.ChatRequestBody, components),
+            _model_schema(s.ChatCompletion, components),
+            openai_error,
+            stream=True,
+        )
+        paths["/v1/messages"] = _post(
+            "A message (Anthropic's Messages API; key in `x-api-key` or as Bearer); "
+            "`stream: true` for Anthropic's events",
+            "post_messages",
+            _model_schema(s.MessagesRequestBody, components),
+            _model_schema(s.Message, components),
+            anthropic_error,
+            stream=True,
+        )
+        paths["/v1/messages/count_tokens"] = _post(
+            "The input tokens of a Messages request (Anthropic's count for its models, "
+            "else an estimate); free",
+            "post_messages_count_tokens",
+            {"type": "object", "additionalProperties": True},
+            _model_schema(s.TokenCount, components),
+            anthropic_error,
+            stream=False,
+        )
         return document
+
+
+def _post(
+    summary: str,
+    operation: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    error: dict[str, Any],
+    *,
+    stream: bool,
+) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": response}}
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    errors = {
+        str(code): {"description": "an error", "content": {"application/json": {"schema": error}}}
+        for code in (400, 401, 402, 404, 413, 429, 502, 503, 504)
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation,
+            "security": BEARER,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": {"200": {"description": "the answer", "content": content}, **errors},
+        }
+    }
 
 
 def install_openapi(app: QuartTrio, version: str) -> None:
