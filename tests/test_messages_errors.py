@@ -185,3 +185,36 @@ async def test_a_client_that_leaves_mid_stream_cuts_the_upstream_and_pays_for_it
     assert (row["status"], row["stream"], row["estimated"]) == (499, 1, 1)
     assert 3 <= row["tokens_out"] <= 2 * end.chunks_sent + 2 and row["cost"] > 0
     assert world.balance() == 10 * 10**9 - row["cost"]
+
+
+BAD_FIELDS = [
+    ({"messages": [{"role": "user", "content": 123}]},
+     "'messages[0].content' must be a string or an array"),
+    ({"system": 5}, "'system' must be a string or an array of text blocks"),
+    ({"tools": [{"name": "a"}]}, "'tools[0].input_schema' must be a JSON schema object"),
+    ({"stop_sequences": "END"}, "'stop_sequences' must be an array of strings"),
+    ({"messages": [{"role": "user", "content": [{"type": "tool_result"}]}]},
+     "'messages[0].content[0].tool_use_id' is required"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "file", "file_id": "file_1"}}]}]},
+     "'messages[0].content[0].source': uploaded files are not supported here; send the "
+     "content as base64"),
+    ({"max_tokens": "5"}, "'max_tokens' must be a positive integer"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_FIELDS)
+async def test_each_bad_field_is_named(
+    world: Messages, change: dict[str, Any], message: str
+) -> None:
+    body = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": HI, **change}
+    async with httpx.AsyncClient() as http:
+        reply = await http.post(
+            world.gateway.url + "/v1/messages", headers={"x-api-key": world.raw}, json=body
+        )
+    assert reply.status_code == 400
+    assert orjson.loads(reply.content)["error"] == {
+        "type": "invalid_request_error",
+        "message": message,
+    }
+    assert world.anthropic.requests == []

@@ -130,8 +130,8 @@ class MessagesStream:
 
     def render(self, event: StreamEvent) -> bytes:
         if type(event) is Chunks:
-            if self._native:
-                return b"".join(event.items)
+            if self._native:  # the upstream's own events, as bytes
+                return b"".join(event.items)  # type: ignore[arg-type]
             return b"".join([part for chunk in event.items for part in self._chunk(chunk)])
         if isinstance(event, StreamFailed):
             return sse("error", error_body(event.error))
@@ -155,7 +155,7 @@ class MessagesStream:
 
     def _start(self, chunk: dict[str, Any]) -> list[bytes]:
         self._started = True
-        started = {
+        started: dict[str, Any] = {
             "id": message_id(chunk.get("id")),
             "type": "message",
             "role": "assistant",

@@ -41,8 +41,8 @@ from .base import Completion, UpstreamRequest, load_object, read_refusal, upstre
 API_VERSION = "2023-06-01"  # see the module docstring before moving it
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires a limit; OpenAI clients often send none
 # Fields of a Messages body that the counting endpoint refuses.
-COUNT_DROPS = ("max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k")
-COUNT_DROPS += ("metadata", "service_tier")
+COUNT_DROPS = ("max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k",
+               "metadata", "service_tier")  # fmt: skip
 JSON_ONLY = "Respond with a single JSON value and nothing else: no prose, no code fences."
 
 

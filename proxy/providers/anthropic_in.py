@@ -107,7 +107,9 @@ class _Translation:
         stops = body.get("stop_sequences")
         if stops is not None:
             if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-                raise BadRequest("'stop_sequences' must be an array of strings", "stop_sequences")
+                raise BadRequest(
+                    "'stop_sequences' must be an array of strings", param="stop_sequences"
+                )
             if stops:
                 out["stop"] = stops
         for name in ("temperature", "top_p"):
@@ -137,7 +139,7 @@ class _Translation:
         if isinstance(content, str):
             return content
         if not isinstance(content, list):
-            raise BadRequest(f"'{where}' must be a string or an array of text blocks", where)
+            raise BadRequest(f"'{where}' must be a string or an array of text blocks", param=where)
         texts = []
         for j, block in enumerate(content):
             if not isinstance(block, dict) or block.get("type") != "text":
@@ -157,7 +159,9 @@ class _Translation:
         if isinstance(content, str):
             return [{"role": role, "content": content}]
         if not isinstance(content, list):
-            raise BadRequest(f"'{where}.content' must be a string or an array", f"{where}.content")
+            raise BadRequest(
+                f"'{where}.content' must be a string or an array", param=f"{where}.content"
+            )
         if role == "assistant":
             return [self._assistant(content, where)]
         return self._user(content, where)
@@ -217,7 +221,7 @@ class _Translation:
                     else:
                         images.append(part)
         elif content is not None:
-            raise BadRequest(f"'{at}.content' must be a string or an array", f"{at}.content")
+            raise BadRequest(f"'{at}.content' must be a string or an array", param=f"{at}.content")
         text = "\n".join(texts)
         if block.get("is_error") is True:
             text = f"Error: {text}"
@@ -260,13 +264,15 @@ class _Translation:
         out = []
         for i, tool in enumerate(tools):
             if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
-                raise BadRequest(f"'tools[{i}]' must be an object with a 'name'", "tools")
+                raise BadRequest(f"'tools[{i}]' must be an object with a 'name'", param="tools")
             if tool.get("type") not in (None, "custom"):  # a server tool: web search, bash, ...
                 self._native(f"the {tool['type']!r} tool", tool)
                 continue
             schema = tool.get("input_schema")
             if not isinstance(schema, dict):
-                raise BadRequest(f"'tools[{i}].input_schema' must be a JSON schema object", "tools")
+                raise BadRequest(
+                    f"'tools[{i}].input_schema' must be a JSON schema object", param="tools"
+                )
             function: dict[str, Any] = {"name": tool["name"], "parameters": schema}
             if isinstance(tool.get("description"), str):
                 function["description"] = tool["description"]
