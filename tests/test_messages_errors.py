@@ -218,3 +218,29 @@ async def test_each_bad_field_is_named(
         "message": message,
     }
     assert world.anthropic.requests == []
+
+
+async def test_a_stream_cut_short_by_the_upstream_is_not_passed_off_as_whole(
+    world: Messages,
+) -> None:
+    world.anthropic.end_early_after = 2  # a clean close, but no message_delta nor message_stop
+    async with world.client() as client:
+        stream = await client.messages.create(
+            model="claude-haiku-4-5", max_tokens=50, messages=HI, stream=True
+        )
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            async for _ in stream:
+                pass
+        chat = world.gateway.client(world.raw)
+        chunks = await chat.chat.completions.create(
+            model="anthropic/claude-haiku-4-5", messages=HI, stream=True
+        )
+        with pytest.raises(Exception, match="ended the stream mid-answer"):
+            async for _ in chunks:
+                pass
+    assert failed.value.body["error"]["message"] == (  # type: ignore[index]
+        "anthropic ended the stream mid-answer"
+    )
+    rows = await world.gateway.wait_usage_rows(2)
+    assert [r["status"] for r in rows] == [502, 502]
+    assert all(r["tokens_out"] > 0 and r["cost"] > 0 for r in rows)  # what was relayed

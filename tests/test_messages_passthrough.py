@@ -218,6 +218,7 @@ async def test_models_list_in_anthropic_shape(world: Messages) -> None:
         ids = [model.id async for model in client.models.list(limit=3)]
         one = await client.models.retrieve("anthropic/claude-haiku-4-5")
     assert "anthropic/claude-haiku-4-5" in ids and "openai/gpt-4o-mini" in ids
+    assert ids[0] == "tokenroute/auto"
     assert len(ids) == len(set(ids)) > 3  # every page, once
     assert one.type == "model" and one.id == "anthropic/claude-haiku-4-5"
     async with httpx.AsyncClient() as http:

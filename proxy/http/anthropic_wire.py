@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 
 from ..core.errors import GatewayError
-from ..core.model import Model
 from ..services import Chunks, StreamDone, StreamEvent, StreamFailed, stop_reason
 from .openai_wire import JSON, client_message
 
@@ -224,10 +223,9 @@ def model_object(model_id: str) -> dict[str, Any]:
 
 
 def models_page(
-    models: list[Model], limit: int, after_id: str | None, before_id: str | None
+    ids: list[str], limit: int, after_id: str | None, before_id: str | None
 ) -> dict[str, Any]:
-    """One page of the catalog in Anthropic's list shape (`has_more`, `first_id`, `last_id`)."""
-    ids = [m.id for m in models]
+    """One page of model ids in Anthropic's list shape (`has_more`, `first_id`, `last_id`)."""
     if after_id is not None:
         ids = ids[ids.index(after_id) + 1 :] if after_id in ids else []
         page, more = ids[:limit], len(ids) > limit

@@ -56,7 +56,8 @@ def v1_blueprint(services: Services) -> Blueprint:
         if "anthropic-version" in request.headers:
 
             async def one() -> object:
-                return anthropic_wire.model_object(chat.model(model_id).id)
+                known = auto is not None and model_id == AUTO_MODEL
+                return anthropic_wire.model_object(model_id if known else chat.model(model_id).id)
 
             return await anthropic(one)
         headers = await limits()
@@ -69,9 +70,9 @@ def v1_blueprint(services: Services) -> Blueprint:
         limit = args.get("limit", "20")
         if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
             raise BadRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
-        page = anthropic_wire.models_page(
-            chat.models(), int(limit), args.get("after_id"), args.get("before_id")
+        ids = ([AUTO_MODEL] if auto is not None else []) + [m.id for m in chat.models()]
+        return anthropic_wire.models_page(
+            ids, int(limit), args.get("after_id"), args.get("before_id")
         )
-        return page
 
     return bp

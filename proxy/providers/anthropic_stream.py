@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.chat import Usage, token_count
-from ..core.errors import Fault, GatewayError
+from ..core.errors import Fault, GatewayError, UpstreamError
 from ..core.model import Price
 from ..core.sse import Event
 from .base import Refusal, common_fault, refusal_from, upstream_error
@@ -205,6 +205,12 @@ class AnthropicStream(StreamTranslator):
             return []
         self._finished = True
         return [self._chunk({}, finish_reason(stop_reason))]
+
+    def _ended(self) -> list[Chunk]:
+        """A stream that closed before `message_stop` is an answer cut short, not a whole one."""
+        if not self.state.done:
+            self.state.error = UpstreamError(f"{self.provider} ended the stream mid-answer")
+        return []
 
     def _message_stop(self) -> list[Chunk]:
         self.state.done = True

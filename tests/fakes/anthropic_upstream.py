@@ -72,6 +72,7 @@ class FakeAnthropic(FakeServer):
     reset_mid_stream_after: int | None = None  # drop the connection after N deltas
     malformed_after: int | None = None  # a `data: {not json` event after N deltas
     error_event_after: int | None = None  # an overloaded_error event after N deltas
+    end_early_after: int | None = None  # close the stream cleanly after N deltas, unfinished
     chunk_delay: float = 0.0
     counted_tokens: int = 1234  # what count_tokens answers
     calls_tools: bool = True  # call the first tool offered (off: always answer in words)
@@ -216,6 +217,8 @@ class FakeAnthropic(FakeServer):
             return b"event: content_block_delta\ndata: {not json\n\n"
         if reached(self.error_event_after):
             return sse("error", error_envelope("overloaded_error", "Overloaded"))
+        if reached(self.end_early_after):
+            return b""
         return None
 
     def _stream_parts(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[Any], str]:
