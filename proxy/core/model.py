@@ -12,6 +12,9 @@ from .chat import Usage
 from .money import pico_to_units, usd_per_mtok_from_rate
 
 AUTO_MODEL = "tokenroute/auto"  # the model id that asks the gateway to choose
+# What a model serves: chat completions, or embeddings (billed by their input alone).
+CHAT, EMBEDDING = "chat", "embedding"
+MODEL_KINDS = (CHAT, EMBEDDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class Model:
     tiers: frozenset[str] = frozenset()  # what tokenroute/auto may use it for
     tools: bool = False
     vision: bool = False
+    kind: str = CHAT  # CHAT or EMBEDDING: which endpoint serves it
 
     def blended_rate(self) -> int:
         """pico-USD for three prompt tokens and one completion token: what 'cheapest' means."""

@@ -17,9 +17,11 @@ from typing import TypeVar
 import trio
 
 from ..core.chat import ChatRequest
+from ..core.embeddings import EmbeddingRequest, EmbeddingResult
 from ..core.errors import GatewayError, UpstreamUnavailable
 from ..core.model import Model
 from ..providers.base import Completion
+from ..providers.embeddings import EmbeddingAdapter
 from ..routing.plan import next_candidates
 from .health import UpstreamHealth
 from .relay import Relay
@@ -76,6 +78,22 @@ class Failover:
             models, lambda m: self._relay.open_stream(prepare(m), m), attempts
         )
         return OpenStream(model, stream, self.health)
+
+    async def embed(
+        self,
+        models: list[Model],
+        prepare: Callable[[Model], tuple[EmbeddingAdapter, EmbeddingRequest]],
+        attempts: Attempts,
+    ) -> tuple[Model, EmbeddingResult]:
+        """The first model that embeds the input, and its answer, as `complete` does."""
+
+        async def call(model: Model) -> EmbeddingResult:
+            adapter, request = prepare(model)
+            return await self._relay.embed(adapter, request, model)
+
+        model, result = await self._route(models, call, attempts)
+        self.health.succeeded(model.id)
+        return model, result
 
     async def _route(
         self, models: list[Model], call: Callable[[Model], Awaitable[T]], attempts: Attempts
