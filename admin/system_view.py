@@ -25,6 +25,7 @@ def system_views(
             {
                 "id": m.id,
                 "provider": m.provider,
+                "kind": m.kind,
                 "pricing": m.pricing(),
                 "context": m.context_length,
                 "tiers": ", ".join(sorted(m.tiers)),

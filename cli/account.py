@@ -124,9 +124,9 @@ def test_command(args: argparse.Namespace) -> int:
 
 
 def _default_model(session: Session, key: str) -> str:
-    """gpt-4o-mini where served, else the cheapest model the gateway lists."""
+    """gpt-4o-mini where served, else the cheapest chat model the gateway lists."""
     listing = client.request("GET", session.api_url + "/v1/models", bearer=key)
-    models = [m for m in listing["data"] if m.get("pricing")]
+    models = [m for m in listing["data"] if m.get("pricing") and m.get("kind", "chat") == "chat"]
     if any(m["id"] == TEST_MODEL for m in listing["data"]):
         return TEST_MODEL
     if not models:

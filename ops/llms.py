@@ -25,7 +25,8 @@ from proxy.http.openapi import ROUTES  # noqa: E402
 OUT = ROOT / "proxy" / "data"
 SUMMARY = (
     "tokenroute is an OpenAI-compatible LLM API gateway: point any OpenAI SDK at "
-    "{base_url}/v1 with an sk-tr-* key and reach OpenAI, Anthropic, Google, DeepSeek, "
+    "{base_url}/v1 with an sk-tr-* key for chat completions and embeddings, and reach "
+    "OpenAI, Anthropic, Google, DeepSeek, "
     "Mistral and more, with prepaid per-key balances, usage, fallback between models and "
     "auto-routing (model tokenroute/auto)."
 )

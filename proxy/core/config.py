@@ -58,13 +58,14 @@ BUILTIN_PROVIDERS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
         "https://api.deepseek.com/v1",
     ),
     "mistral": (
-        "openai-compatible",
+        "mistral",
         ("MISTRAL_API_KEY",),
         "MISTRAL_BASE_URL",
         "https://api.mistral.ai/v1",
     ),
 }
-PROVIDER_KINDS = ("openai-compatible", "anthropic", "google")
+# "mistral" chats as "openai-compatible" does; its embeddings take Mistral's own fields.
+PROVIDER_KINDS = ("openai-compatible", "anthropic", "google", "mistral")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .config_values import parse_bool, parse_decimal, parse_int, parse_seconds
 from .errors import ConfigError
+from .model import MODEL_KINDS
 
 AUTO_TIERS = ("SIMPLE", "MEDIUM", "COMPLEX", "REASONING")
 
@@ -32,6 +33,7 @@ class ModelSettings:
     tiers: tuple[str, ...] | None = None
     tools: bool | None = None
     vision: bool | None = None
+    kind: str | None = None  # CHAT or EMBEDDING; None: known embedding models by name, else chat
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ _MODEL_KEYS = {
     "tiers",
     "tools",
     "vision",
+    "kind",
 }
 _AUTO_KEYS = {"models", "session_seconds", "completion_reserve", "scoring"}
 
@@ -90,11 +93,18 @@ def parse_models(tables: Mapping[str, Any]) -> tuple[ModelSettings, ...]:
                 hidden=parse_bool(f"{where} hidden", table.get("hidden", False)),
                 free=parse_bool(f"{where} free", table.get("free", False)),
                 tiers=None if tiers is None else parse_tier_names(f"{where} tiers", tiers),
+                kind=_kind(where, table["kind"]) if "kind" in table else None,
                 **prices,
                 **flags,
             )
         )
     return tuple(out)
+
+
+def _kind(where: str, value: Any) -> str:
+    if value not in MODEL_KINDS:
+        raise ConfigError(f"{where} kind: expected {' or '.join(map(repr, MODEL_KINDS))}")
+    return str(value)
 
 
 def parse_tier_names(setting: str, value: Any) -> tuple[str, ...]:

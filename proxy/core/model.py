@@ -12,6 +12,9 @@ from .chat import Usage
 from .money import pico_to_units, usd_per_mtok_from_rate
 
 AUTO_MODEL = "tokenroute/auto"  # the model id that asks the gateway to choose
+# What a model serves: chat completions, or embeddings (billed by their input alone).
+CHAT, EMBEDDING = "chat", "embedding"
+MODEL_KINDS = (CHAT, EMBEDDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ class Model:
     tools: bool = False
     vision: bool = False
     wire: str = "openai-compatible"  # its provider's `kind`: "anthropic" speaks Messages
+    kind: str = CHAT  # CHAT or EMBEDDING: which endpoint serves it
 
     def blended_rate(self) -> int:
         """pico-USD for three prompt tokens and one completion token: what 'cheapest' means."""

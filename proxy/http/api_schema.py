@@ -7,7 +7,7 @@ ISO 8601 UTC.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -285,6 +285,28 @@ class ChatCompletion(BaseModel):
     object: str
     model: str
     choices: list[dict[str, Any]]
+    usage: dict[str, Any]
+
+
+class EmbeddingRequestBody(BaseModel):
+    """OpenAI's embeddings request; fields not listed pass to OpenAI-compatible upstreams."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(examples=["openai/text-embedding-3-small"])
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="a string, up to 2048 strings, token ids, or up to 2048 token arrays"
+    )
+    dimensions: int | None = Field(default=None, ge=1)
+    encoding_format: Literal["float", "base64"] = "float"
+
+
+class EmbeddingList(BaseModel):
+    """OpenAI's `list` of embeddings; `usage.cost` is what the request was billed (USD)."""
+
+    model_config = ConfigDict(extra="allow")
+    object: str
+    data: list[dict[str, Any]]
+    model: str
     usage: dict[str, Any]
 
 

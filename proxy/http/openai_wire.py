@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..core.errors import Fault, GatewayError
-from ..core.model import Model
+from ..core.model import CHAT, Model
 from ..core.sse import DONE, encode_data
 from ..services import Chunks, StreamEvent, StreamFailed
 
@@ -67,6 +67,7 @@ def model_entry(model: Model) -> dict[str, object]:
         "owned_by": model.provider,
         "pricing": model.pricing(),
         "context_length": model.context_length,
+        "kind": model.kind,  # "chat" (/v1/chat/completions) or "embedding" (/v1/embeddings)
     }
 
 
@@ -80,6 +81,7 @@ def auto_entry(model_id: str, tiers: Mapping[str, list[Model]]) -> dict[str, obj
         "owned_by": "tokenroute",
         "pricing": None,  # the served model's price applies
         "context_length": max(windows, default=None),
+        "kind": CHAT,
         "tiers": {tier: [m.id for m in models] for tier, models in tiers.items()},
     }
 

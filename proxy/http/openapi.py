@@ -78,6 +78,8 @@ ROUTES: dict[str, Doc] = {
     "health.readyz": Doc(errors=(503,), error=Document),
     "v1.list_models": Doc(s.ModelList, security=BEARER),
     "v1.get_model": Doc(s.ModelEntry, security=BEARER),
+    "v1.embeddings": Doc(s.EmbeddingList, request=s.EmbeddingRequestBody, security=BEARER,
+                         errors=(400, 401, 402, 404, 413, 429, 502, 503, 504)),
     "auto.explain": Doc(request=s.ChatRequestBody, security=BEARER),
     "oauth.device_code": Doc(s.DeviceCode, request=s.DeviceCodeRequest, form=True, **OAUTH),
     "oauth.token": Doc(s.Tokens, request=s.TokenRequest, form=True, **OAUTH),

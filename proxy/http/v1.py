@@ -1,5 +1,6 @@
 """`GET /v1/models` and `GET /v1/models/{id}`: the catalog in OpenAI's shape, with prices,
-or in Anthropic's when the request carries `anthropic-version` (as its SDKs send).
+or in Anthropic's when the request carries `anthropic-version` (as its SDKs send);
+`POST /v1/embeddings`: EmbeddingService's answer in OpenAI's shape.
 
 (`POST /v1/chat/completions` and `/v1/messages` are served by the edge.)
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import orjson
+import trio
 from quart import Blueprint, Response, g, request
 
+from ..core.chat import parse_json
 from ..core.errors import BadRequest, GatewayError
 from ..core.model import AUTO_MODEL
 from ..services import Services
@@ -29,9 +32,7 @@ def v1_blueprint(services: Services) -> Blueprint:
     listing = models_list([auto, *entries] if auto else entries)
 
     async def limits() -> dict[str, str]:
-        api_key = request.headers.get("x-api-key")
-        given = f"Bearer {api_key}" if api_key is not None else request.headers.get("authorization")
-        key = await services.accounts.authenticate(given)
+        key = await services.accounts.authenticate(credential())
         g.limit_headers = chat.limit_headers(key)
         return g.limit_headers  # type: ignore[no-any-return]
 
@@ -75,4 +76,27 @@ def v1_blueprint(services: Services) -> Blueprint:
             ids, int(limit), args.get("after_id"), args.get("before_id")
         )
 
+    @bp.post("/embeddings")
+    async def embeddings() -> Response:
+        started = trio.current_time()
+        service = services.embeddings
+        key = await services.accounts.authenticate(credential())
+        g.limit_headers = service.admit(key)
+        request_id = request.headers.get("x-request-id", "")
+        body = parse_json(await request.get_data())
+        call = service.prepare(key, body, request_id, started)
+        try:
+            reply = await service.embed(call)
+        except GatewayError:
+            g.limit_headers = {**g.limit_headers, **call.failure_headers()}
+            raise
+        headers = {**g.limit_headers, **reply.headers}
+        return Response(orjson.dumps(reply.data), content_type=JSON, headers=headers)
+
     return bp
+
+
+def credential() -> str | None:
+    """The key as an Authorization value: `x-api-key` (Anthropic's header) wins, as at the edge."""
+    api_key = request.headers.get("x-api-key")
+    return f"Bearer {api_key}" if api_key is not None else request.headers.get("authorization")

@@ -113,3 +113,34 @@ def plan_route(
         hold=max(b.hold for b in budgets.values()),
         limits={model_id: b.completion_limit for model_id, b in budgets.items()},
     )
+
+
+# -- embeddings: billed by their input alone -------------------------------------------------
+# Tokens a tokenizer may add to each input of its own (beginning and end markers).
+TOKENS_PER_INPUT = 2
+
+
+def input_tokens(bound: int, inputs: int, counted: int | None = None) -> int:
+    """The input tokens to hold for: `bound` (bytes or token ids) plus each input's markers;
+    a tokenizer's `counted` estimate, with the usual margin, when it is lower."""
+    ceiling = bound + inputs * TOKENS_PER_INPUT
+    if counted is None:
+        return ceiling
+    margin = counted * PROMPT_MARGIN_PERCENT // 100 + PROMPT_MARGIN_TOKENS
+    return min(ceiling, counted + margin + inputs * TOKENS_PER_INPUT)
+
+
+def plan_input(models: list[Model], available: int, *, tokens: int) -> RouteBudget:
+    """Hold `tokens` of input on the dearest model of the route the balance pays for; models
+    it cannot pay for drop out, and 402 when none is left. Nothing bounds the input by a
+    model's window here: that window is per input, and a request has up to 2,048 of them."""
+    costs = {m.id: m.price.cost(Usage(tokens)) for m in models}
+    affordable = {model_id: cost for model_id, cost in costs.items() if cost <= available}
+    if not affordable:
+        first = models[0]
+        raise InsufficientQuota(
+            f"this key's balance of ${format_usd(max(available, 0))} cannot pay for this "
+            f"request on {first.id}: its input (at most {tokens} tokens) needs "
+            f"${format_usd(costs[first.id])}. Top up the key or use a cheaper model."
+        )
+    return RouteBudget(hold=max(affordable.values()), limits=dict.fromkeys(affordable, None))

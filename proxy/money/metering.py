@@ -17,6 +17,7 @@ import orjson
 import trio
 
 from ..core.chat import Usage
+from ..core.embeddings import EmbeddingRequest
 from ..core.model import Model
 from ..store import KeyRecord, UsageRecord
 from .tokens import TokenCounter
@@ -47,6 +48,7 @@ class Outcome:
     tier: str | None = None  # tokenroute/auto's choice
     score: float | None = None
     upstream_reached: bool = False  # an upstream was sent the prompt
+    inputs: EmbeddingRequest | None = None  # an embeddings request: its input is the prompt
 
 
 class Meter:
@@ -66,7 +68,9 @@ class Meter:
             and outcome.model is not None
             and (outcome.output_text or outcome.status == 200 or abandoned)
         ):
-            usage = await self._estimate(outcome.messages or [], outcome.output_text)
+            usage = await self._estimate(
+                outcome.messages or [], outcome.output_text, outcome.inputs
+            )
         elif usage is not None and outcome.status != 200 and outcome.output_text:
             # A stream cut short may carry only the running usage of its last event
             # (Gemini's lacks output counts until the end): bill at least what was relayed.
@@ -107,11 +111,18 @@ class Meter:
         outcome.hold = None  # billed once, however many paths end here
         return record
 
-    async def _estimate(self, messages: list[Any], output_text: str) -> Usage:
+    async def _estimate(
+        self, messages: list[Any], output_text: str, inputs: EmbeddingRequest | None = None
+    ) -> Usage:
         with trio.CancelScope(shield=True), trio.move_on_after(ESTIMATE_DEADLINE) as scope:
-            prompt = await self._tokens.count_prompt(messages)
+            if inputs is not None:
+                prompt = await self._tokens.count_inputs(inputs)
+            else:
+                prompt = await self._tokens.count_prompt(messages)
             completion = await self._tokens.count(output_text)
             return Usage(prompt, completion, 0, estimated=True)
         assert scope.cancelled_caught
+        if inputs is not None:
+            return Usage(inputs.size() // 4 + 1, 0, 0, estimated=True)
         chars = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
         return Usage(chars // 4 + 1, len(output_text) // 4, 0, estimated=True)

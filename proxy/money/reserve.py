@@ -11,9 +11,10 @@ from __future__ import annotations
 from functools import partial
 
 from ..core.chat import ChatRequest
+from ..core.embeddings import EmbeddingRequest
 from ..core.errors import InsufficientQuota
 from ..core.model import Model
-from .budget import RouteBudget, plan_route
+from .budget import RouteBudget, input_tokens, plan_input, plan_route
 from .prompt import prediction_size
 from .tokens import TokenCounter, prompt_ceiling
 from .wallet import Hold, Wallets
@@ -52,4 +53,21 @@ class Reservations:
             if unsent:
                 counted += await self._tokens.count(unsent)
             budget = partial(sized, prompt_tokens=counted)
+        return await self._wallets.reserve(key_id, request_id, budget)
+
+    async def hold_input(
+        self, key_id: str, request_id: str, request: EmbeddingRequest, models: list[Model]
+    ) -> tuple[Hold, RouteBudget]:
+        """Hold for an embeddings request: its input, bounded by its size, or counted when the
+        balance cannot pay for that bound on every model of the route."""
+        count = request.count
+        budget = partial(plan_input, models, tokens=input_tokens(request.size(), count))
+        try:
+            roomy = len(budget(await self._wallets.available(key_id)).limits) == len(models)
+        except InsufficientQuota:
+            roomy = False
+        if not roomy:
+            counted = await self._tokens.count_inputs(request)
+            tokens = input_tokens(request.size(), count, counted)
+            budget = partial(plan_input, models, tokens=tokens)
         return await self._wallets.reserve(key_id, request_id, budget)

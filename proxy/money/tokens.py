@@ -16,6 +16,7 @@ from typing import Any
 import tiktoken
 import trio
 
+from ..core.embeddings import EmbeddingRequest
 from .prompt import IMAGE_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, shape
 
 __all__ = ["IMAGE_TOKENS", "TOKENS_PER_MESSAGE", "TokenCounter", "load_o200k", "prompt_ceiling"]
@@ -105,6 +106,21 @@ class TokenCounter:
         if prompt.unbounded:
             return prompt.ceiling()
         return prompt.ceiling(await self.count(prompt.text.decode()))
+
+    async def count_inputs(self, request: EmbeddingRequest) -> int:
+        """An embeddings request's input tokens: its token ids, or its texts counted one by one
+        (the whole batch in one worker thread when it is large)."""
+        if request.tokens:
+            return request.size()
+        encoding = await self._encoder()
+        texts = request.texts
+
+        def count() -> int:
+            return sum(len(encoding.encode_ordinary(text)) for text in texts)
+
+        if sum(len(text) for text in texts) <= INLINE_CHARS:
+            return count()
+        return await trio.to_thread.run_sync(count)
 
     async def count_prompt(self, messages: list[Any]) -> int:
         text, n = message_text(messages)

@@ -19,7 +19,7 @@ from typing import Any
 from ..core.chat import requested_limit
 from ..core.config_models import AUTO_TIERS, AutoSettings
 from ..core.errors import BadRequest, ConfigError
-from ..core.model import AUTO_MODEL, Model
+from ..core.model import AUTO_MODEL, CHAT, Model
 from .catalog import Catalog
 from .scoring import Score, Scorer
 
@@ -126,15 +126,15 @@ def tier_models(catalog: Catalog, settings: AutoSettings) -> dict[str, list[Mode
     for tier in AUTO_TIERS:
         named = settings.models.get(tier)
         if named is None:
-            out[tier] = [m for m in listed if tier in m.tiers][:DEFAULT_ROUTE_LENGTH]
+            able = [m for m in listed if tier in m.tiers and m.kind == CHAT]
+            out[tier] = able[:DEFAULT_ROUTE_LENGTH]
             continue
         models = []
         for model_id in named:
             model = catalog.get(model_id)
-            if model is None:
-                raise ConfigError(
-                    f"config [auto.models] {tier}: {model_id!r} is not an enabled model"
-                )
+            if model is None or model.kind != CHAT:
+                what = "an enabled model" if model is None else "a chat model"
+                raise ConfigError(f"config [auto.models] {tier}: {model_id!r} is not {what}")
             models.append(model)
         out[tier] = models
     return out

@@ -21,7 +21,7 @@ from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
 from ..core.config import ModelSettings, ProviderSettings, Settings
 from ..core.errors import ConfigError
-from ..core.model import Model, Price, Rates
+from ..core.model import CHAT, EMBEDDING, Model, Price, Rates
 from ..core.money import rate_from_usd_per_mtok
 
 # The common models listed for each built-in provider when its key is set.
@@ -64,6 +64,36 @@ CONTEXT_FALLBACK: dict[str, int] = {
     "mistral-medium-latest": 131072,
     "mistral-small-latest": 131072,
 }
+
+# -- embedding models ------------------------------------------------------------------------
+# Listed for each built-in provider beside its chat models; billed by their input alone.
+EMBEDDING_MODELS: dict[str, tuple[str, ...]] = {
+    "openai": ("text-embedding-3-small", "text-embedding-3-large"),
+    "mistral": ("mistral-embed", "codestral-embed"),
+    "google": ("gemini-embedding-001",),
+}
+# Input windows (per input) genai-prices does not carry.
+EMBEDDING_CONTEXT: dict[str, int] = {"gemini-embedding-001": 2048}
+KNOWN_EMBEDDINGS = frozenset(name for names in EMBEDDING_MODELS.values() for name in names)
+
+
+def model_kind(name: str, upstream_id: str, override: ModelSettings | None) -> str:
+    """The operator's `kind`, else embedding for the embedding models known by name."""
+    if override and override.kind:
+        return override.kind
+    return EMBEDDING if KNOWN_EMBEDDINGS & {name, upstream_id} else CHAT
+
+
+def embedding_price(price: Price) -> Price:
+    """An embedding model bills input only: any output or cache price a table lists is moot."""
+
+    def strip(rates: Rates) -> Rates:
+        return Rates(input=rates.input)
+
+    return Price(strip(price.base), tuple((start, strip(r)) for start, r in price.tiers))
+
+
+# -- the catalog -----------------------------------------------------------------------------
 
 
 ANTHROPIC_PREFIX = "claude-"  # a bare id like this means the Anthropic provider's model
@@ -112,6 +142,7 @@ def build_catalog(settings: Settings, now: datetime | None = None) -> Catalog:
     models: dict[str, Model] = {}
     for provider in settings.providers:
         names = list(BUILTIN_MODELS.get(provider.name, ())) + list(provider.models)
+        names += EMBEDDING_MODELS.get(provider.name, ())
         names += [
             m.id.split("/", 1)[1] for m in settings.models if m.id.startswith(f"{provider.name}/")
         ]
@@ -142,14 +173,16 @@ def build_catalog(settings: Settings, now: datetime | None = None) -> Catalog:
 def _check_priced(model: Model, override: ModelSettings | None) -> None:
     """A model nobody priced would be served for free: refuse to start instead."""
     rates = model.price.base
-    if model.hidden or (override and override.free) or (rates.input and rates.output):
+    needed = {"input": rates.input}
+    if model.kind != EMBEDDING:  # embeddings bill their input alone
+        needed["output"] = rates.output
+    if model.hidden or (override and override.free) or all(needed.values()):
         return
-    missing = " and ".join(
-        n for n, r in (("input", rates.input), ("output", rates.output)) if not r
-    )
+    missing = " and ".join(n for n, r in needed.items() if not r)
+    prices = " and ".join(f"{n}_price" for n in needed)
     raise ConfigError(
         f'config [models."{model.id}"]: no {missing} price is known for this model; set '
-        f"input_price and output_price (USD per 1M tokens), or free = true to serve it free"
+        f"{prices} (USD per 1M tokens), or free = true to serve it free"
     )
 
 
@@ -164,10 +197,14 @@ def _model(
     known = capabilities().get(f"{provider.name}/{name}", {})
     info = _genai_model(provider.name, upstream_id)
     price = _price(info.get_prices(now) if info else None, override, markup)
+    kind = model_kind(name, upstream_id, override)
+    if kind == EMBEDDING:
+        price = embedding_price(price)
     context = (
         (override.context_length if override else None)
         or (info.context_window if info else None)
         or CONTEXT_FALLBACK.get(upstream_id)
+        or EMBEDDING_CONTEXT.get(upstream_id)
     )
     return Model(
         id=f"{provider.name}/{name}",
@@ -180,6 +217,7 @@ def _model(
         tools=bool(_given(override, "tools", known.get("tools", False))),
         vision=bool(_given(override, "vision", known.get("vision", False))),
         wire=provider.kind,
+        kind=kind,
     )
 
 

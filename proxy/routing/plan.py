@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.errors import BadRequest, NotFound
-from ..core.model import Model
+from ..core.model import CHAT, EMBEDDING, Model
 from .catalog import Catalog
 
 ROUTE_FIELDS = ("models", "route")  # ours: never sent upstream
@@ -24,8 +24,10 @@ def plan_route(
     catalog: Catalog,
     routes: Mapping[str, tuple[str, ...]],
     chosen: list[Model] | None = None,
+    kind: str = CHAT,
 ) -> list[Model]:
-    """The models to try, in order; unknown ids are a 404 naming them.
+    """The models to try, in order; unknown ids are a 404 naming them, models of another
+    `kind` (an embedding model for a chat request, or the reverse) a 400.
 
     `chosen` is the route tokenroute/auto picked for the request's model; the
     request's own `models` still follow it.
@@ -49,8 +51,11 @@ def plan_route(
     models = []
     for model_id in ids:
         model = catalog.get(model_id)
+        param = "model" if model_id == primary else "models"
         if model is None:
-            raise unknown_model(model_id, "model" if model_id == primary else "models")
+            raise unknown_model(model_id, param)
+        if model.kind != kind:
+            raise wrong_kind(model, param)
         models.append(model)
     return models
 
@@ -61,6 +66,18 @@ def unknown_model(model_id: str, param: str = "model") -> NotFound:
         "list the available models with GET /v1/models",
         param=param,
     )
+
+
+def wrong_kind(model: Model, param: str = "model") -> BadRequest:
+    """A chat request for an embedding model, or an embeddings request for a chat model."""
+    if model.kind == EMBEDDING:
+        said = f"{model.id} is an embedding model; send it to POST /v1/embeddings"
+    else:
+        said = (
+            f"{model.id} is a chat model, not an embedding model; GET /v1/models lists the "
+            'embedding models (kind "embedding")'
+        )
+    return BadRequest(said, param=param)
 
 
 def next_candidates(models: list[Model], tried: Model, *, larger_window: bool) -> list[Model]:

@@ -14,6 +14,7 @@ from .admin import AdminService
 from .callers import Caller, Callers
 from .chat import ChatCall, ChatReply, ChatService
 from .chat_stream import ChatStream, OpenChatStream
+from .embeddings import EmbeddingCall, EmbeddingReply, EmbeddingService
 from .factory import (
     OperatorServices,
     Services,
@@ -38,6 +39,9 @@ __all__ = [
     "ChatStream",
     "Chunks",
     "Credit",
+    "EmbeddingCall",
+    "EmbeddingReply",
+    "EmbeddingService",
     "IdentityService",
     "KeyRecord",
     "NewKey",

@@ -25,7 +25,7 @@ from ..money.metering import Meter
 from ..money.reserve import Reservations
 from ..money.tokens import TokenCounter
 from ..money.wallet import Wallets
-from ..providers import adapter_for
+from ..providers import adapter_for, embedding_adapter_for
 from ..routing.autoroute import AutoRouter
 from ..routing.catalog import build_catalog
 from ..routing.sessions import Sessions
@@ -42,6 +42,7 @@ from .admin import AdminService
 from .callers import Callers
 from .chat import ChatService
 from .device_flow import DeviceFlowService
+from .embeddings import EmbeddingService
 from .identity import IdentityService
 from .payments import PaymentService
 from .reports import ReportService
@@ -57,6 +58,7 @@ class Services:
 
     settings: Settings
     chat: ChatService
+    embeddings: EmbeddingService
     accounts: AccountService
     identity: IdentityService
     device_flow: DeviceFlowService
@@ -125,25 +127,37 @@ def build_services(settings: Settings) -> Services:
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
     auth = KeyAuth(store, settings.key_cache_seconds)
     accounts = AccountService(store, settings, auth, on_credit=wallets.reload)
+    reservations = Reservations(
+        wallets,
+        tokens,
+        default_cap=settings.max_output_tokens,
+        min_completion=settings.min_completion_tokens,
+    )
+    meter, failover = Meter(wallets, tokens), Failover(relay, health)
     chat = ChatService(
         settings=settings,
         catalog=catalog,
         auto=AutoRouter(catalog, settings.auto),
         sessions=Sessions(settings.auto.session_seconds, clock=trio.current_time),
         limiter=limiter,
-        reservations=Reservations(
-            wallets,
-            tokens,
-            default_cap=settings.max_output_tokens,
-            min_completion=settings.min_completion_tokens,
-        ),
-        meter=Meter(wallets, tokens),
-        failover=Failover(relay, health),
+        reservations=reservations,
+        meter=meter,
+        failover=failover,
         tokens=tokens,
+    )
+    embeddings = EmbeddingService(
+        settings=settings,
+        catalog=catalog,
+        limiter=limiter,
+        reservations=reservations,
+        meter=meter,
+        failover=failover,
+        adapters={p.name: embedding_adapter_for(p) for p in settings.providers},
     )
     return Services(
         settings=settings,
         chat=chat,
+        embeddings=embeddings,
         accounts=accounts,
         admin=AdminService(accounts, store, settings),
         callers=Callers(accounts, identity),

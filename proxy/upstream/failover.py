@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 import trio
 
 from ..core.chat import ChatRequest
+from ..core.embeddings import EmbeddingRequest, EmbeddingResult
 from ..core.errors import GatewayError, UpstreamUnavailable
 from ..core.model import Model
 from ..providers.base import Completion
+from ..providers.embeddings import EmbeddingAdapter
 from ..routing.plan import next_candidates
 from .health import UpstreamHealth
 from .relay import Relay
@@ -80,6 +82,22 @@ class Failover:
     async def count_tokens(self, model: Model, chat: ChatRequest) -> Any:
         """The upstream's own count of a Messages request's input tokens."""
         return await self._relay.count_tokens(chat, model)
+
+    async def embed(
+        self,
+        models: list[Model],
+        prepare: Callable[[Model], tuple[EmbeddingAdapter, EmbeddingRequest]],
+        attempts: Attempts,
+    ) -> tuple[Model, EmbeddingResult]:
+        """The first model that embeds the input, and its answer, as `complete` does."""
+
+        async def call(model: Model) -> EmbeddingResult:
+            adapter, request = prepare(model)
+            return await self._relay.embed(adapter, request, model)
+
+        model, result = await self._route(models, call, attempts)
+        self.health.succeeded(model.id)
+        return model, result
 
     async def _route(
         self, models: list[Model], call: Callable[[Model], Awaitable[T]], attempts: Attempts

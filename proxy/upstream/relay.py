@@ -18,10 +18,12 @@ import httpx2 as httpx
 
 from ..core.chat import ChatRequest
 from ..core.config import ProviderSettings
+from ..core.embeddings import EmbeddingRequest, EmbeddingResult
 from ..core.errors import Fault, GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ..core.model import Model
 from ..providers.anthropic import AnthropicAdapter
 from ..providers.base import Adapter, Completion, UpstreamRequest, load_object
+from ..providers.embeddings import EmbeddingAdapter
 from .stream import StreamCutter, UpstreamStream, why
 
 CONNECTIONS_PER_SHARD = 64  # keeps httpcore's per-acquire scan of a pool short
@@ -217,6 +219,33 @@ class Relay:
         self, model: Model, adapter: Adapter, response: httpx.Response, body: bytes
     ) -> GatewayError:
         return adapter.error(response.status_code, body, response.headers.get("retry-after"))
+
+    async def embed(
+        self, adapter: EmbeddingAdapter, request: EmbeddingRequest, model: Model
+    ) -> EmbeddingResult:
+        """An embeddings call, not streamed. An adapter that splits the request gets its calls
+        sent one after the other; the first that fails ends the attempt."""
+        bodies = []
+        for upstream in adapter.embeddings_requests(request, model, self._key(model)):
+            response = await self._send(model, upstream)
+            body = await self._whole_body(model, response)
+            if response.status_code >= 400:
+                retry_after = response.headers.get("retry-after")
+                raise adapter.error(response.status_code, body, retry_after)
+            bodies.append(body)
+        return adapter.embeddings_response(bodies, request, model)
+
+    @staticmethod
+    async def _whole_body(model: Model, response: httpx.Response) -> bytes:
+        """A response's whole body; a failure reading it is the upstream's."""
+        try:
+            return await _read_body(response)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{model.provider} timed out sending its response") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{model.provider} failed mid-response: {why(exc)}") from exc
+        finally:
+            await response.aclose()
 
 
 async def _read_body(response: httpx.Response) -> bytes:

@@ -2,9 +2,11 @@
 
 It serves `POST /v1beta/models/<model>:generateContent` and
 `:streamGenerateContent?alt=sse` with camelCase GenerateContentResponse JSON (one
-per SSE event, `\\r\\n`-terminated as Google sends them). Tests steer it through
-attributes (`status`, `finish_reason`, `reset_mid_stream_after`, ...) and read
-what it saw (`requests`, `paths`, `headers`, `stream_ends`).
+per SSE event, `\\r\\n`-terminated as Google sends them), and `:batchEmbedContents`
+(deterministic vectors from `embedding_vectors`, at most 100 a call, no usage).
+Tests steer it through attributes (`status`, `finish_reason`,
+`reset_mid_stream_after`, ...) and read what it saw (`requests`, `paths`,
+`headers`, `stream_ends`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from tests.fakes import embedding_vectors as vectors
 from tests.fakes.openai_upstream import StreamEnd
 from tests.fakes.serving import FakeServer
 
@@ -32,6 +35,7 @@ STATUS_NAMES = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+EMBED_BATCH = 100  # Google's limit on the requests of one batchEmbedContents call
 SIGNATURE = "ZmFrZS10aG91Z2h0LXNpZ25hdHVyZQ=="  # base64, as Google sends thoughtSignature
 
 
@@ -84,6 +88,8 @@ class FakeGemini(FakeServer):
             key = request.headers.get("x-goog-api-key")
             if not key or (self.api_key is not None and key != self.api_key):
                 return _json(error_envelope(401, "API key missing or not valid."), 401)
+            if method == "batchEmbedContents":
+                return self._embed(model, body)
             if method not in ("generateContent", "streamGenerateContent"):
                 return _json(error_envelope(404, f"Method {method} not found."), 404)
             if self.hang_before_headers:
@@ -101,6 +107,27 @@ class FakeGemini(FakeServer):
             return _json(self._response(model, self._candidates(body, self.words)))
 
         return app
+
+    # -- embeddings ------------------------------------------------------------------------
+    def _embed(self, model: str, body: dict[str, Any]) -> Response:
+        """`batchEmbedContents`: one vector per request, at most 100 of them, no usage."""
+        if self.status != 200:
+            return _json(error_envelope(self.status, f"fake failure {self.status}"), self.status)
+        requests = body.get("requests") or []
+        if len(requests) > EMBED_BATCH:
+            message = (
+                "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch"
+            )
+            return _json(error_envelope(400, message), 400)
+        embeddings = []
+        for item in requests:
+            if item.get("model") != f"models/{model}":
+                message = f"model {item.get('model')!r} does not match the URL's models/{model}"
+                return _json(error_envelope(400, message), 400)
+            text = "".join(part["text"] for part in item["content"]["parts"])
+            values = vectors.vector(text, item.get("outputDimensionality"))
+            embeddings.append({"values": values})
+        return _json({"embeddings": embeddings})
 
     # -- responses -------------------------------------------------------------------------
     def _functions(self, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,8 @@
 """A fake OpenAI upstream: a real HTTP server on 127.0.0.1 speaking OpenAI's wire format.
 
+It serves `POST /v1/chat/completions` and `POST /v1/embeddings` (deterministic
+vectors from `embedding_vectors`, in float or base64, with the usage it bills).
+
 Tests steer it through attributes (`status`, `chunk_delay`, `send_usage`, ...)
 and read what it saw (`requests`) and when a stream it was sending was cut
 (`stream_ends`).
@@ -17,6 +20,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from tests.fakes import embedding_vectors as vectors
 from tests.fakes.serving import FakeServer
 
 MID_STREAM_ERROR = {
@@ -62,6 +66,8 @@ KNOWN_FIELDS = frozenset(
         "web_search_options",
     ]
 )
+
+EMBEDDING_FIELDS = frozenset(["input", "model", "dimensions", "encoding_format", "user"])
 
 
 @dataclass
@@ -137,7 +143,45 @@ class FakeOpenAI(FakeServer):
                 return response
             return Response(orjson.dumps(self._completion(body)), content_type="application/json")
 
+        @app.post("/v1/embeddings")
+        async def embeddings() -> Response:
+            body = orjson.loads(await request.get_data())
+            self.requests.append(body)
+            self.headers.append({k.lower(): v for k, v in request.headers.items()})
+            try:
+                await trio.sleep(self.think_seconds)
+            except trio.Cancelled:
+                self.cancelled.append(trio.current_time())
+                raise
+            if self.status != 200:
+                error = self.error_body or {
+                    "error": {"message": f"fake failure {self.status}", "type": "server_error"}
+                }
+                return _json(error, self.status)
+            return self._embeddings(body)
+
         return app
+
+    # -- embeddings ------------------------------------------------------------------------
+    def _embeddings(self, body: dict[str, Any]) -> Response:
+        """OpenAI's answer: vectors in the asked encoding, usage as it bills it."""
+        unknown = sorted(set(body) - EMBEDDING_FIELDS) if self.strict else []
+        if unknown:
+            message = f"Unrecognized request argument supplied: {unknown[0]}"
+            return _json({"error": {"message": message, "type": "invalid_request_error"}}, 400)
+        items = vectors.inputs(body["input"])
+        data = []
+        for i, item in enumerate(items):
+            values = vectors.vector(item, body.get("dimensions"))
+            embedding = (
+                vectors.as_base64(values) if body.get("encoding_format") == "base64" else values
+            )
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        answer: dict[str, Any] = {"object": "list", "data": data, "model": body["model"]}
+        if self.send_usage:
+            used = sum(vectors.tokens(item) for item in items)
+            answer["usage"] = {"prompt_tokens": used, "total_tokens": used}
+        return _json(answer, 200)
 
     def _refusal(self, body: dict[str, Any]) -> Response | None:
         """OpenAI's own words for an unknown field and for a request over the TPM limit."""
