@@ -7,6 +7,8 @@
   its key is known); routes behind the edge get it replayed.
 - The hot route, `POST /v1/chat/completions`, served as plain ASGI: Quart's
   per-request machinery costs about as much CPU as relaying a request upstream.
+- `/mcp`, handed to `McpFront` (`mcp_edge`): the caller is known before the MCP
+  server (the SDK's own ASGI app) sees the request.
   Every other route goes on to the Quart app (`proxy.http.web`), which answers its
   own 404 and 405 with the same renderer.
 """
@@ -35,6 +37,7 @@ from .asgi import (
     shield_last_send,
 )
 from .chat import ChatHTTPRequest, serve_chat
+from .mcp_edge import MCP_PATH, ASGIApp, McpFront
 
 log = logging.getLogger("tokenroute")
 CHAT_PATH = "/v1/chat/completions"
@@ -42,11 +45,12 @@ REQUEST_ID = b"x-request-id"
 
 
 class Edge:
-    def __init__(self, app: Any, services: Services) -> None:
+    def __init__(self, app: Any, services: Services, mcp: ASGIApp | None = None) -> None:
         self.app = app
         self.services = services
         settings = services.settings
         self.bodies = Bodies(settings.max_body_bytes, settings.max_body_buffer_bytes)
+        self.mcp = McpFront(mcp, services, self.bodies) if mcp is not None else None
         self.keepalive = settings.keepalive_seconds
         self._routes = app.url_map.bind("gateway")
 
@@ -58,6 +62,8 @@ class Edge:
         request_id = request_id_from(headers.get(REQUEST_ID))
         if scope["path"] == CHAT_PATH:
             await self._chat(scope, headers, receive, Responder(send, request_id), request_id)
+        elif scope["path"] == MCP_PATH and self.mcp is not None:
+            await self.mcp(scope, receive, shield_last_send(send), request_id)
         else:
             await self._framework(scope, headers, receive, shield_last_send(send), request_id)
 
