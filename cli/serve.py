@@ -61,6 +61,7 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    # The HTTP client logs every upstream request at INFO: far too much on the hot path.
-    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
+    # The HTTP client logs every upstream request at INFO: far too much on the hot path;
+    # the MCP SDK logs each stateless request it serves.
+    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write `/llms.txt` and `/llms-full.txt` from the CLI's own parser and `/openapi.json`.
+"""Write `/llms.txt` and `/llms-full.txt` from the CLI's own parser, `/openapi.json` and the
+MCP server's tools.
 
 The gateway serves these files with `{base_url}` filled in; `tests/test_llms_txt.py`
 fails when they differ from what this script writes, so they cannot drift from the
@@ -20,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from cli.main import build_parser  # noqa: E402
 from proxy.core.config import Settings  # noqa: E402
+from proxy.http.mcp import DESCRIPTIONS as MCP_TOOLS  # noqa: E402
 from proxy.http.openapi import ROUTES  # noqa: E402
 
 OUT = ROOT / "proxy" / "data"
@@ -42,6 +44,11 @@ EXIT_CODES = """\
 1  user error or any 4xx: bad input, insufficient balance (402), no key, not logged in
 2  network error: the gateway could not be reached (retry with backoff)
 3  server error: a 5xx, or a login that was denied or expired"""
+MCP = """\
+{base_url}/mcp is a remote MCP server (streamable HTTP) with the same account tools:
+Authorization: Bearer <sk-tr key or login token>. For Claude Code:
+claude mcp add --transport http tokenroute {base_url}/mcp --header "Authorization: Bearer sk-tr-..."
+"""
 ERRORS = """\
 401 authentication_error  missing, bad or revoked key or login
 402 insufficient_quota    balance exhausted: top up
@@ -106,6 +113,7 @@ def render() -> tuple[str, str]:
     short = "\n".join([
         "# tokenroute", "", f"> {SUMMARY}", "",
         "## For AI agents", "", "```bash", SEQUENCE, "```", "",
+        "## MCP", "", MCP + "Tools: " + ", ".join(MCP_TOOLS) + ".", "",
         "## Docs", "",
         "- [OpenAPI document]({base_url}/openapi.json): every endpoint, request and response",
         "- [Full reference]({base_url}/llms-full.txt): CLI commands, endpoints, error and "
@@ -130,6 +138,8 @@ def render() -> tuple[str, str]:
         full.append(help_text)
         full.extend(f"- {flag}" for flag in flags)
         full.append("")
+    full += ["## MCP tools", "", *(f"- {name}: {text}" for name, text in MCP_TOOLS.items()),
+             ""]  # fmt: skip
     full += ["## Exit codes", "", "```", EXIT_CODES, "```", "",
              "## Endpoints", "", "```", *endpoints(), "```", "",
              "## Errors", "", "OpenAI's envelope: "

@@ -1,8 +1,9 @@
 """The app factory: build every service once from the settings, mount the surfaces.
 
-Nothing happens at import time. Background work (the store's writer, housekeeping)
-runs in the app's nursery from `before_serving`; `after_serving` lets the writer
-commit everything queued (usage rows of cancelled streams included) before it closes.
+Nothing happens at import time. Background work (the store's writer, housekeeping, the
+MCP SDK's session manager) runs in the app's nursery from `before_serving`;
+`after_serving` lets the writer commit everything queued (usage rows of cancelled
+streams included) before it closes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from admin import admin_blueprint
 
 from .core.config import Settings
 from .http.edge import Edge
+from .http.mcp import McpServer
 from .http.web import quart_app
 from .services import Services, build_services
 
@@ -22,23 +24,28 @@ def create_app(settings: Settings) -> QuartTrio:
     services = build_services(settings)
     app = quart_app(services)
     app.register_blueprint(admin_blueprint(services))
+    mcp = McpServer(services)
     app.extensions["tokenroute"] = services
+    app.extensions["tokenroute.mcp"] = mcp
 
     @app.before_serving
     async def start_services() -> None:
         await services.start(app.nursery)
+        await app.nursery.start(mcp.run)  # the MCP SDK's session manager, while we serve
         app.secret_key = services.identity.session_secret()  # the sign-in page's cookies
 
     @app.after_serving
     async def stop_services() -> None:
+        mcp.stop()
         await services.stop()
 
     return app
 
 
 def asgi_app(app: QuartTrio) -> Edge:
-    """What the server runs: the edge in front of the Quart app."""
-    return Edge(app, services_of(app))
+    """What the server runs: the edge in front of the Quart app and the MCP server."""
+    mcp: McpServer = app.extensions["tokenroute.mcp"]
+    return Edge(app, services_of(app), mcp)
 
 
 def services_of(app: QuartTrio) -> Services:

@@ -33,6 +33,7 @@ async def test_the_files_match_the_cli_and_the_routes() -> None:
     for command in ("login", "keys create", "env", "test", "topup", "usage", "whoami"):
         assert f"### tokenroute {command}\n" in full
     assert "POST   /v1/chat/completions (Bearer)" in full
+    assert "{base_url}/mcp" in short and "- keys_create: " in full
 
 
 async def test_served_with_the_gateways_url(

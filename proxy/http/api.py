@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from ..core.errors import (
-    BadRequest,
-    PermissionDenied,
-)
+from ..core.errors import BadRequest
 from ..core.money import format_usd
 from ..services import Caller, Services
 from . import api_wire as wire
@@ -30,24 +27,12 @@ def api_blueprint(services: Services) -> Blueprint:
     @bp.get("/me")
     async def me() -> Response:
         who = await caller()
-        user = who.user
-        balance = await services.callers.balance(who)
-        return wire.json(
-            {
-                "id": user.id,
-                "display_name": user.display_name,
-                "email": user.email,
-                "logto_sub": user.subject or user.id,
-                "balance_usd": format_usd(balance),
-                "status": user.status,
-            }
-        )
+        return wire.json(wire.me_json(who.user, await services.callers.balance(who)))
 
     @bp.get("/balance")
     async def balance() -> Response:
         who = await caller()
-        amount = await services.callers.balance(who)
-        return wire.json({"balance_usd": format_usd(amount), "currency": "USD"})
+        return wire.json(wire.balance_json(await services.callers.balance(who)))
 
     @bp.get("/me/keys")
     async def list_keys() -> Response:
@@ -58,12 +43,9 @@ def api_blueprint(services: Services) -> Blueprint:
     @bp.post("/me/keys")
     async def create_key() -> Response:
         who = await caller(manages_keys=True)
-        body = await wire.body()
-        name = wire.string(body, "name", required=True)
-        credit = wire.usd(body, "credit_usd") if "credit_usd" in body else 0
-        from_key = wire.string(body, "from_key") or None
+        name, credit, from_key = wire.new_key_fields(await wire.body())
         new = await accounts.create_user_key(who.user.id, name, credit=credit, from_key=from_key)
-        return wire.json(wire.key_json(new.record, None) | {"raw": new.raw}, status=201)
+        return wire.json(wire.new_key_json(new), status=201)
 
     @bp.post("/me/keys/<key_id>/revoke")
     async def revoke_key(key_id: str) -> Response:
@@ -91,14 +73,7 @@ def api_blueprint(services: Services) -> Blueprint:
     async def usage() -> Response:
         who = await caller()
         days = wire.days(request.args.get("days", "30"))
-        key_id = request.args.get("key") or None
-        if who.key is not None:  # an API key sees its own usage only
-            if key_id not in (None, who.key.id):
-                raise PermissionDenied("an API key can read its own usage only")
-            key_id = who.key.id
-        elif key_id is not None:
-            await _owned(services, who.user.id, key_id)
-        summary = await accounts.usage(days, key_id=key_id, user_id=None if key_id else who.user.id)
+        summary = await services.callers.usage(who, days, request.args.get("key") or None)
         return wire.json(wire.usage_json(days, summary))
 
     @bp.get("/generation")
@@ -136,9 +111,3 @@ def api_blueprint(services: Services) -> Blueprint:
         return wire.json({"received": True, "outcome": outcome})
 
     return bp
-
-
-async def _owned(services: Services, user_id: str, key_id: str) -> None:
-    keys = await services.accounts.user_keys(user_id)
-    if not any(key.id == key_id for key, _ in keys):
-        raise BadRequest(f"no key {key_id} of yours", param="key")

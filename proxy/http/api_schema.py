@@ -359,3 +359,14 @@ class AnthropicError(BaseModel):
     type: str = Field(examples=["error"])
     error: AnthropicErrorBody
     request_id: str | None = None
+
+
+class ProtectedResource(BaseModel):
+    """RFC 9728 metadata of the MCP endpoint: where its bearer tokens come from."""
+
+    resource: str = Field(examples=["https://gateway.example.com/mcp"])
+    authorization_servers: list[str]
+    bearer_methods_supported: list[str]
+    scopes_supported: list[str]
+    resource_name: str
+    resource_documentation: str

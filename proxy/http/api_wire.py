@@ -14,7 +14,7 @@ from quart import Response, request
 
 from ..core.errors import BadRequest
 from ..core.money import MoneyError, format_usd, usd_to_units
-from ..services import KeyRecord, UserRecord
+from ..services import KeyRecord, NewKey, UserRecord
 from .openai_wire import JSON
 
 
@@ -60,6 +60,13 @@ def days(text: str) -> int:
     return int(text)
 
 
+def new_key_fields(body: dict[str, Any]) -> tuple[str, int, str | None]:
+    """(name, credit, from_key) of a new key's request: credit moves from `from_key`."""
+    name = string(body, "name", required=True)
+    credit = usd(body, "credit_usd") if "credit_usd" in body else 0
+    return name, credit, string(body, "from_key") or None
+
+
 def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
@@ -76,6 +83,26 @@ def key_json(key: KeyRecord, last_used: int | None) -> dict[str, Any]:
         "created_at": iso(key.created_at),
         "last_used_at": iso(last_used),
     }
+
+
+def new_key_json(new: NewKey) -> dict[str, Any]:
+    """A key just made, with its raw secret: the only time anyone sees it."""
+    return key_json(new.record, None) | {"raw": new.raw}
+
+
+def me_json(user: UserRecord, balance: int) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "display_name": user.display_name,
+        "email": user.email,
+        "logto_sub": user.subject or user.id,
+        "balance_usd": format_usd(balance),
+        "status": user.status,
+    }
+
+
+def balance_json(balance: int) -> dict[str, Any]:
+    return {"balance_usd": format_usd(balance), "currency": "USD"}
 
 
 def usage_json(days: int, summary: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,8 @@
   about as much CPU as relaying a request upstream. Every other route goes on to the
   Quart app (`proxy.http.web`), which answers its own 404 and 405 with the same renderer.
 - The key: `Authorization: Bearer`, or Anthropic's `x-api-key`, which wins.
+- `/mcp`, handed to `McpFront` (`mcp_edge`): the caller is known before the MCP
+  server (the SDK's own ASGI app) sees the request.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from .asgi import (
     shield_last_send,
 )
 from .chat import ChatHTTPRequest, serve_chat
+from .mcp_edge import MCP_PATH, ASGIApp, McpFront
 from .messages import Headers, serve_count_tokens, serve_messages
 
 log = logging.getLogger("tokenroute")
@@ -77,11 +80,12 @@ HOT_ROUTES = {
 
 
 class Edge:
-    def __init__(self, app: Any, services: Services) -> None:
+    def __init__(self, app: Any, services: Services, mcp: ASGIApp | None = None) -> None:
         self.app = app
         self.services = services
         settings = services.settings
         self.bodies = Bodies(settings.max_body_bytes, settings.max_body_buffer_bytes)
+        self.mcp = McpFront(mcp, services, self.bodies) if mcp is not None else None
         self.keepalive = settings.keepalive_seconds
         self._routes = app.url_map.bind("gateway")
 
@@ -95,6 +99,8 @@ class Edge:
         if route is not None:
             respond = Responder(send, request_id, route.render_error)
             await self._hot(route, scope, headers, receive, respond, request_id)
+        elif scope["path"] == MCP_PATH and self.mcp is not None:
+            await self.mcp(scope, receive, shield_last_send(send), request_id)
         else:
             await self._framework(scope, headers, receive, shield_last_send(send), request_id)
 

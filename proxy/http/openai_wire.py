@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from ..core.errors import Fault, GatewayError
-from ..core.model import CHAT, Model
+from ..core.model import AUTO_MODEL, CHAT, Model
 from ..core.sse import DONE, encode_data
-from ..services import Chunks, StreamEvent, StreamFailed
+from ..services import ChatService, Chunks, StreamEvent, StreamFailed
 
 JSON = "application/json"
 STREAM_HEADERS = {
@@ -86,5 +86,10 @@ def auto_entry(model_id: str, tiers: Mapping[str, list[Model]]) -> dict[str, obj
     }
 
 
-def models_list(entries: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"object": "list", "data": entries})
+def models_json(chat: ChatService) -> dict[str, Any]:
+    """GET /v1/models: tokenroute/auto (when it routes anywhere), then every listed model."""
+    tiers = chat.auto_tiers()
+    entries = [model_entry(m) for m in chat.models()]
+    if tiers is not None:
+        entries.insert(0, auto_entry(AUTO_MODEL, tiers))
+    return {"object": "list", "data": entries}

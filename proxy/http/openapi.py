@@ -87,6 +87,7 @@ ROUTES: dict[str, Doc] = {
     "oauth.jwks": Doc(errors=(404,)),
     "oauth.openid_configuration": Doc(errors=()),
     "oauth.discovery": Doc(s.Discovery, errors=()),
+    "mcp.protected_resource": Doc(s.ProtectedResource, security=PUBLIC, errors=()),
     "api.me": Doc(s.Me, security=BEARER),
     "api.balance": Doc(s.Balance, security=BEARER),
     "api.list_keys": Doc(KeyList, security=BEARER, errors=(401, 403)),

@@ -18,7 +18,7 @@ from ..core.errors import BadRequest, GatewayError
 from ..core.model import AUTO_MODEL
 from ..services import Services
 from . import anthropic_wire
-from .openai_wire import JSON, auto_entry, model_entry, models_list
+from .openai_wire import JSON, model_entry, models_json
 
 MAX_PAGE = 1000
 
@@ -26,10 +26,9 @@ MAX_PAGE = 1000
 def v1_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("v1", __name__, url_prefix="/v1")
     chat = services.chat
-    tiers = chat.auto_tiers()
-    auto = auto_entry(AUTO_MODEL, tiers) if tiers is not None else None
-    entries = [model_entry(m) for m in chat.models()]
-    listing = models_list([auto, *entries] if auto else entries)
+    catalog = models_json(chat)
+    auto = next((entry for entry in catalog["data"] if entry["id"] == AUTO_MODEL), None)
+    listing = orjson.dumps(catalog)
 
     async def limits() -> dict[str, str]:
         key = await services.accounts.authenticate(credential())

@@ -25,6 +25,7 @@ from .auto import auto_blueprint
 from .device import device_blueprint
 from .health import health_blueprint
 from .llms import llms_blueprint
+from .mcp_edge import mcp_blueprint
 from .oauth import NO_STORE, oauth_blueprint
 from .openai_wire import JSON, render_error
 from .openapi import install_openapi
@@ -83,6 +84,7 @@ def quart_app(services: Services) -> QuartTrio:
     app.register_blueprint(api_blueprint(services))
     app.register_blueprint(admin_api_blueprint(services))
     app.register_blueprint(llms_blueprint(services))
+    app.register_blueprint(mcp_blueprint(services))
     app.register_blueprint(payment_pages_blueprint(services))
     install_openapi(app, version("tokenroute"))
     return app

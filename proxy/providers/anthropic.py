@@ -129,7 +129,10 @@ class AnthropicAdapter:
         )
 
     def count_tokens_request(
-        self, native: dict[str, Any], headers: tuple[tuple[str, str], ...], model: Model,
+        self,
+        native: dict[str, Any],
+        headers: tuple[tuple[str, str], ...],
+        model: Model,
         api_key: str | None,
     ) -> UpstreamRequest:
         """`POST /v1/messages/count_tokens` for a Messages body, as Anthropic counts it."""

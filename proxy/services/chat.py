@@ -115,9 +115,10 @@ class ChatService:
         return self._auto.tiers if self._auto.enabled else None
 
     def explain(
-        self, key: KeyRecord, body: Any, session: str | None
+        self, key: KeyRecord | None, body: Any, session: str | None
     ) -> tuple[dict[str, object], dict[str, str]]:
-        """What tokenroute/auto would do with a chat body, and its headers; no call, no charge."""
+        """What tokenroute/auto would do with a chat body, and its headers; no call, no charge.
+        Sessions belong to keys: without one (a login asking), no session counts."""
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
         chat = parse_chat_request({**body, "model": AUTO_MODEL})
@@ -224,14 +225,15 @@ class ChatService:
         return {"input_tokens": counted}, limits
 
     # -- the steps -------------------------------------------------------------------------
-    def _decide(self, key: KeyRecord, body: dict[str, Any], session: str | None) -> Decision:
+    def _decide(self, key: KeyRecord | None, body: dict[str, Any], session: str | None) -> Decision:
         if not self._auto.enabled:
             raise NotFound(
                 f"{AUTO_MODEL} has no models to route to: give models tiers in the config "
                 '([models."id"] tiers = [...]) or map them in [auto.models]',
                 param="model",
             )
-        return self._auto.decide(body, self._sessions.tier(key.id, session))
+        previous = self._sessions.tier(key.id, session) if key is not None else None
+        return self._auto.decide(body, previous)
 
     async def _hold(self, call: ChatCall) -> RouteBudget:
         outcome = call.outcome

@@ -103,6 +103,18 @@ class IdentityService:
             "subject_types_supported": ["public"],
         }
 
+    def protected_resource(self, path: str) -> dict[str, object]:
+        """RFC 9728 metadata of a resource of ours (the MCP endpoint at `path`): which issuer's
+        tokens it takes, so a client can log in by itself."""
+        return {
+            "resource": f"{self.base_url}{path}",
+            "authorization_servers": [self.issuer.issuer],
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": list(SCOPES),
+            "resource_name": "tokenroute",
+            "resource_documentation": f"{self.base_url}/llms.txt",
+        }
+
     async def jwks(self) -> dict[str, Any]:
         if self.own is None:
             raise NotFound(f"this gateway signs no tokens; its issuer is {self._auth.issuer}")
