@@ -20,6 +20,7 @@ import trio
 
 from tests.messages_helpers import PDF, PNG, WEATHER_TOOL, Messages, messages_world
 
+HI = [{"role": "user", "content": "hi"}]
 BETA = "interleaved-thinking-2025-05-14,context-management-2025-06-27"
 # Everything a Claude Code request carries that no other provider understands.
 RICH: dict[str, Any] = {
@@ -226,3 +227,26 @@ async def test_models_list_in_anthropic_shape(world: Messages) -> None:
             world.gateway.url + "/v1/models", headers={"authorization": f"Bearer {world.raw}"}
         )
     assert orjson.loads(plain.content)["object"] == "list"  # OpenAI's shape without the header
+
+
+async def test_a_dated_id_is_its_listed_model_price_and_all(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    config = """
+[models."anthropic/claude-haiku-4-5"]
+input_price = "2"
+output_price = "8"
+
+[models."anthropic/claude-opus-4-8"]
+hidden = true
+"""
+    async with messages_world(nursery, tmp_path, config) as world, world.client() as client:
+        await client.messages.create(model="claude-haiku-4-5-20251001", max_tokens=10, messages=HI)
+        with pytest.raises(anthropic.NotFoundError):  # hidden, by any of its names
+            await client.messages.create(
+                model="claude-opus-4-8-20261001", max_tokens=10, messages=HI
+            )
+    [row] = await world.gateway.wait_usage_rows(1)
+    assert row["served_model"] == "anthropic/claude-haiku-4-5-20251001"
+    assert row["cost"] == 11 * 2_000 + 6 * 8_000  # the operator's price, in nano-USD
+    assert [r["model"] for r in world.anthropic.requests] == ["claude-haiku-4-5-20251001"]

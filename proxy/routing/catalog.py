@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
@@ -154,15 +155,21 @@ def build_catalog(settings: Settings, now: datetime | None = None) -> Catalog:
     anthropic = next((p for p in settings.providers if p.kind == "anthropic"), None)
 
     def resolve(model_id: str) -> Model | None:
-        """A Claude id the catalog does not list: priced by genai-prices, or unknown."""
+        """A Claude id the catalog does not list: a dated id of a listed model is that model
+        (its price, overrides, and `hidden` too) under its own name; a model genai-prices
+        can price is served at that price; anything else is unknown."""
         name = model_id.removeprefix(f"{anthropic.name}/") if anthropic else model_id
         if anthropic is None or not name.startswith(ANTHROPIC_PREFIX) or "/" in name:
             return None
         listed = models.get(f"{anthropic.name}/{name}")
         if listed is not None:
             return listed
-        if _genai_model(anthropic.name, name) is None:
+        info = _genai_model(anthropic.name, name)
+        if info is None:
             return None
+        family = models.get(f"{anthropic.name}/{info.id}")
+        if family is not None:
+            return replace(family, id=f"{anthropic.name}/{name}", upstream_id=name)
         model = _model(anthropic, name, overrides.get(model_id), settings.markup, now)
         rates = model.price.base
         return model if rates.input and rates.output else None
