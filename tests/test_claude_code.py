@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -38,10 +40,10 @@ async def world(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Messages
         yield world
 
 
-async def test_claude_code_says_ok_through_the_gateway(world: Messages, tmp_path: Path) -> None:
+def claude_env(world: Messages, tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
-    home.mkdir()
-    env = {
+    home.mkdir(exist_ok=True)
+    return {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
         "ANTHROPIC_BASE_URL": world.gateway.url,
@@ -50,17 +52,25 @@ async def test_claude_code_says_ok_through_the_gateway(world: Messages, tmp_path
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
     }
+
+
+async def run_claude(world: Messages, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """`claude -p ...` against the gateway; its JSON result."""
     with trio.fail_after(90):
         done = await trio.run_process(
-            [claude_command(), "-p", "say OK", "--output-format", "json"],
-            env=env,
+            [claude_command(), "-p", *args, "--output-format", "json"],
+            env=claude_env(world, tmp_path),
             cwd=tmp_path,
             capture_stdout=True,
             capture_stderr=True,
             check=False,
         )
     assert done.returncode == 0, done.stderr.decode() + done.stdout.decode()
-    answer = orjson.loads(done.stdout)
+    return orjson.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+async def test_claude_code_says_ok_through_the_gateway(world: Messages, tmp_path: Path) -> None:
+    answer = await run_claude(world, tmp_path, "say OK")
     assert answer["result"] == "OK" and answer["is_error"] is False
     # Its default model, a bare Claude id, went to the Anthropic upstream as it was named,
     # with Claude Code's own body (tools, thinking, cache_control) and beta headers.
@@ -72,3 +82,25 @@ async def test_claude_code_says_ok_through_the_gateway(world: Messages, tmp_path
     assert all(r["status"] == 200 and r["cost"] > 0 for r in rows)
     assert rows[-1]["served_model"] == f"anthropic/{asked['model']}"
     assert world.balance() == 10 * 10**9 - sum(r["cost"] for r in rows)
+
+
+async def test_claude_code_calls_the_gateways_mcp_tools(world: Messages, tmp_path: Path) -> None:
+    """The model (the fake) asks for the `balance` tool; Claude Code calls it on `/mcp`
+    with the key, and sends the tool's result back through `/v1/messages`."""
+    world.anthropic.calls_tools, world.anthropic.tool_name = True, "mcp__tokenroute__balance"
+    server = {
+        "type": "http",
+        "url": world.gateway.url + "/mcp",
+        "headers": {"Authorization": f"Bearer {world.raw}"},
+    }
+    config = orjson.dumps({"mcpServers": {"tokenroute": server}}).decode()
+    answer = await run_claude(
+        world, tmp_path, "What is my balance?", "--strict-mcp-config", "--mcp-config", config,
+        "--allowedTools", "mcp__tokenroute__balance",
+    )  # fmt: skip
+    said = answer["result"].removeprefix("The tool said: ")
+    assert said != answer["result"], answer["result"]  # the tool's result came back
+    balance = Decimal(orjson.loads(said)["balance_usd"])
+    assert Decimal("9") < balance < Decimal("10")  # the key's $10, less the first turn
+    last = world.anthropic.requests[-1]["messages"][-1]["content"]
+    assert any(block.get("type") == "tool_result" for block in last)

@@ -76,6 +76,8 @@ class FakeAnthropic(FakeServer):
     chunk_delay: float = 0.0
     counted_tokens: int = 1234  # what count_tokens answers
     calls_tools: bool = True  # call the first tool offered (off: always answer in words)
+    tool_name: str | None = None  # call this tool instead, when it is offered ...
+    tool_input: dict[str, Any] = field(default_factory=dict)  # ... with this input
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     count_requests: list[dict[str, Any]] = field(default_factory=list)
@@ -156,7 +158,9 @@ class FakeAnthropic(FakeServer):
 
     # -- replies ---------------------------------------------------------------------------
     def _wants_tool_call(self, body: dict[str, Any]) -> bool:
-        return self.calls_tools and bool(body.get("tools")) and not self._tool_results(body)
+        offered = [t.get("name") for t in body.get("tools") or ()]
+        wanted = offered and (self.tool_name is None or self.tool_name in offered)
+        return self.calls_tools and bool(wanted) and not self._tool_results(body)
 
     def _tool_results(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         content = body["messages"][-1].get("content")
@@ -182,7 +186,10 @@ class FakeAnthropic(FakeServer):
         }
 
     def _tool_use(self, body: dict[str, Any], tool_input: dict[str, Any]) -> dict[str, Any]:
-        name = body["tools"][0]["name"]
+        if self.tool_name is not None:
+            name, tool_input = self.tool_name, self.tool_input
+        else:
+            name = body["tools"][0]["name"]
         return {"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": tool_input}
 
     def _message(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +231,10 @@ class FakeAnthropic(FakeServer):
     def _stream_parts(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[Any], str]:
         """(the block, its deltas, the stop reason) of a streamed reply."""
         if self._wants_tool_call(body):
-            deltas = [{"type": "input_json_delta", "partial_json": p} for p in TOOL_INPUT_PIECES]
+            pieces = TOOL_INPUT_PIECES
+            if self.tool_name is not None:
+                pieces = ["", orjson.dumps(self.tool_input).decode()]
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
             return self._tool_use(body, {}), deltas, "tool_use"
         words = [self._reply_text(body)] if self._tool_results(body) else self.words
         deltas = [{"type": "text_delta", "text": w} for w in words]
