@@ -370,3 +370,23 @@ class ProtectedResource(BaseModel):
     scopes_supported: list[str]
     resource_name: str
     resource_documentation: str
+
+
+class ClientRegistration(BaseModel):
+    """RFC 7591 client metadata: a public client (no secret) with exact redirect URIs."""
+
+    model_config = ConfigDict(extra="allow")
+    redirect_uris: list[str] = Field(examples=[["http://127.0.0.1:33418/callback"]])
+    client_name: str | None = None
+    token_endpoint_auth_method: str = "none"
+    grant_types: list[str] = ["authorization_code", "refresh_token"]
+
+
+class RegisteredClient(BaseModel):
+    client_id: str
+    client_id_issued_at: int
+    client_name: str
+    redirect_uris: list[str]
+    grant_types: list[str]
+    response_types: list[str]
+    token_endpoint_auth_method: str

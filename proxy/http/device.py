@@ -9,8 +9,6 @@ throttled by the identity service.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,17 +16,14 @@ from quart import Blueprint, Response, redirect, render_template, request, sessi
 
 from ..core.errors import GatewayError
 from ..services import Services, UserRecord
-
-PAGE_HEADERS = {
-    "content-security-policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-}
+from .sessions import (
+    PAGE_HEADERS,
+    address,
+    checked_form,
+    csrf_token,
+    signed_in_user,
+    start_session,
+)
 
 
 def device_blueprint(services: Services) -> Blueprint:
@@ -36,12 +31,7 @@ def device_blueprint(services: Services) -> Blueprint:
     identity, flow = services.identity, services.device_flow
 
     async def signed_in() -> UserRecord | None:
-        user_id = session.get("uid")
-        user = await identity.user(user_id) if isinstance(user_id, str) else None
-        if user is None or not user.active:
-            session.pop("uid", None)
-            return None
-        return user
+        return await signed_in_user(identity)
 
     async def page(status: int = 200, **context: Any) -> Response:
         context.setdefault("user", None)
@@ -50,7 +40,7 @@ def device_blueprint(services: Services) -> Blueprint:
         context.setdefault("email", "")
         html = await render_template(
             "device.html",
-            csrf_token=_csrf_token(),
+            csrf_token=csrf_token(),
             signup_open=identity.signup_open,
             **context,
         )
@@ -64,7 +54,7 @@ def device_blueprint(services: Services) -> Blueprint:
         if not typed:
             return await page(status, state="code", user=user)
         try:
-            found = await flow.device_request(typed, _address())
+            found = await flow.device_request(typed, address())
         except GatewayError as error:
             return await page(error.status, state="code", user=user, user_code=typed,
                               error=error.message)  # fmt: skip
@@ -77,20 +67,20 @@ def device_blueprint(services: Services) -> Blueprint:
 
     @bp.post("/device/sign-in")
     async def sign_in() -> Response:
-        form = await _checked_form()
+        form = await checked_form()
         typed = form.get("user_code", "")[:64].strip()
         email = form.get("email", "")[:320]
         try:
-            user = await identity.sign_in(email, form.get("password", ""), _address())
+            user = await identity.sign_in(email, form.get("password", ""), address())
         except GatewayError as error:
             return await page(error.status, state="sign-in", user_code=typed, email=email,
                               error=error.message)  # fmt: skip
-        _start_session(user)
+        start_session(user)
         return _back_to_device(typed)
 
     @bp.post("/device/sign-up")
     async def sign_up() -> Response:
-        form = await _checked_form()
+        form = await checked_form()
         typed = form.get("user_code", "")[:64].strip()
         email = form.get("email", "")[:320]
         try:
@@ -98,19 +88,19 @@ def device_blueprint(services: Services) -> Blueprint:
         except GatewayError as error:
             return await page(error.status, state="sign-in", user_code=typed, email=email,
                               error=error.message)  # fmt: skip
-        _start_session(user)
+        start_session(user)
         return _back_to_device(typed)
 
     @bp.post("/device/decide")
     async def decide() -> Response:
-        form = await _checked_form()
+        form = await checked_form()
         user = await signed_in()
         typed = form.get("user_code", "")[:64].strip()
         if user is None:
             return await show(None, typed, status=401)
         approve = form.get("decision") == "approve"
         try:
-            found = await flow.device_request(typed, _address())
+            found = await flow.device_request(typed, address())
             await flow.decide(found.user_code, user, approve)
         except GatewayError as error:
             return await page(error.status, state="code", user=user, user_code=typed,
@@ -119,7 +109,7 @@ def device_blueprint(services: Services) -> Blueprint:
 
     async def reset_page(status: int = 200, **context: Any) -> Response:
         context.setdefault("error", None)
-        html = await render_template("reset.html", csrf_token=_csrf_token(), **context)
+        html = await render_template("reset.html", csrf_token=csrf_token(), **context)
         return Response(html, status=status, content_type="text/html; charset=utf-8",
                         headers=PAGE_HEADERS)  # fmt: skip
 
@@ -134,7 +124,7 @@ def device_blueprint(services: Services) -> Blueprint:
 
     @bp.post("/reset-password")
     async def reset() -> Response:
-        form = await _checked_form()
+        form = await checked_form()
         token = form.get("token", "")[:200]
         try:
             user = await identity.reset_password(token, form.get("password", ""))
@@ -146,46 +136,13 @@ def device_blueprint(services: Services) -> Blueprint:
 
     @bp.post("/device/sign-out")
     async def sign_out() -> Response:
-        await _checked_form()
+        await checked_form()
         session.clear()
         return _back_to_device("")
 
     return bp
 
 
-class CSRFMismatch(GatewayError):
-    status = 403
-    type = "permission_error"
-
-
-def _csrf_token() -> str:
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(24)
-        session["csrf"] = token
-    return token
-
-
-async def _checked_form() -> dict[str, str]:
-    """The posted form, once its CSRF token matches the session's (403 otherwise)."""
-    form = await request.form
-    expected = session.get("csrf")
-    given = form.get("csrf_token", "")
-    if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
-        raise CSRFMismatch("the form expired or came from elsewhere; reload the page")
-    return {name: form.get(name, "") for name in form}
-
-
-def _start_session(user: UserRecord) -> None:
-    session.clear()  # a new session id for a new identity: no fixation
-    session["uid"] = user.id
-    session["csrf"] = secrets.token_urlsafe(24)
-
-
 def _back_to_device(user_code: str) -> Response:
     query = f"?{urlencode({'user_code': user_code})}" if user_code else ""
     return redirect(f"/device{query}", code=303)  # type: ignore[return-value]
-
-
-def _address() -> str:
-    return request.remote_addr or "unknown"

@@ -1,6 +1,7 @@
-"""The issuer's endpoints: RFC 8628 device authorization, the token endpoint, revocation,
-discovery (`/.well-known/openid-configuration`, the JWKS, and the seeds' own
-`/api/v1/auth/discovery`).
+"""The issuer's endpoints: RFC 8628 device authorization, RFC 7591 client registration, the
+token endpoint, revocation, discovery (`/.well-known/openid-configuration`, RFC 8414's
+`/.well-known/oauth-authorization-server`, the JWKS, and the seeds' own
+`/api/v1/auth/discovery`). The authorization page is `authorize.py`.
 
 Requests are form-encoded as RFC 6749 says (JSON is accepted too); refusals are RFC
 6749's `{"error", "error_description"}` (see `web.py`), never cached.
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 from quart import Blueprint, Response, request
 
-from ..core.errors import OAuthError
+from ..core.errors import NotFound, OAuthError
 from ..services import Services
 from .openai_wire import JSON
 
@@ -48,6 +49,25 @@ def oauth_blueprint(services: Services) -> Blueprint:
     @bp.get("/.well-known/openid-configuration")
     async def openid_configuration() -> Response:
         return _json(identity.openid_configuration(), {"cache-control": "public, max-age=300"})
+
+    @bp.get("/.well-known/oauth-authorization-server")
+    async def authorization_server() -> Response:
+        """RFC 8414: the same document, where OAuth clients (MCP's) look first."""
+        if not identity.codes.enabled:
+            raise NotFound("this gateway's tokens come from an external issuer")
+        return _json(identity.openid_configuration(), {"cache-control": "public, max-age=300"})
+
+    @bp.post("/oauth/register")
+    async def register() -> Response:
+        """RFC 7591 dynamic registration of a public client (JSON in, 201 and JSON out)."""
+        try:
+            metadata = orjson.loads(await request.get_data())
+        except orjson.JSONDecodeError as exc:
+            raise OAuthError("invalid_client_metadata", "the body is not valid JSON") from exc
+        if not isinstance(metadata, dict):
+            raise OAuthError("invalid_client_metadata", "the body must be a JSON object")
+        client = await identity.codes.register(metadata, request.remote_addr or "unknown")
+        return Response(orjson.dumps(client), status=201, content_type=JSON, headers=NO_STORE)
 
     @bp.get("/api/v1/auth/discovery")
     async def discovery() -> Response:

@@ -86,6 +86,8 @@ ROUTES: dict[str, Doc] = {
     "oauth.revoke": Doc(Empty, request=s.RevokeRequest, form=True, **OAUTH),
     "oauth.jwks": Doc(errors=(404,)),
     "oauth.openid_configuration": Doc(errors=()),
+    "oauth.authorization_server": Doc(errors=(404,)),
+    "oauth.register": Doc(s.RegisteredClient, 201, s.ClientRegistration, security=PUBLIC, **OAUTH),
     "oauth.discovery": Doc(s.Discovery, errors=()),
     "mcp.protected_resource": Doc(s.ProtectedResource, security=PUBLIC, errors=()),
     "api.me": Doc(s.Me, security=BEARER),
@@ -111,7 +113,7 @@ ROUTES: dict[str, Doc] = {
     "admin_api.audit": Doc(AuditRows, query=s.LimitQuery, security=SECRET),
 }  # fmt: skip
 # The sign-in page (HTML for people) and the text for language models: not an API.
-HIDDEN_BLUEPRINTS = ("device", "llms", "payment_pages")
+HIDDEN_BLUEPRINTS = ("device", "authorize", "llms", "payment_pages")
 
 
 class GatewayOpenAPI(OpenAPIProvider):

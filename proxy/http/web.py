@@ -21,6 +21,7 @@ from ..services import Services
 from .admin_api import admin_api_blueprint
 from .api import api_blueprint
 from .asgi import internal_error
+from .authorize import authorize_blueprint
 from .auto import auto_blueprint
 from .device import device_blueprint
 from .health import health_blueprint
@@ -81,6 +82,7 @@ def quart_app(services: Services) -> QuartTrio:
     app.register_blueprint(auto_blueprint(services))
     app.register_blueprint(oauth_blueprint(services))
     app.register_blueprint(device_blueprint(services))
+    app.register_blueprint(authorize_blueprint(services))
     app.register_blueprint(api_blueprint(services))
     app.register_blueprint(admin_api_blueprint(services))
     app.register_blueprint(llms_blueprint(services))

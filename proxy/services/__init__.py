@@ -11,6 +11,7 @@ from ..store import KeyRecord, UserRecord
 from ..store.reports import UsageFilter
 from .accounts import AccountService, BooksCheck, Credit, NewKey
 from .admin import AdminService
+from .authorization import AuthorizationRequest, AuthorizationService, Redirect
 from .callers import Caller, Callers
 from .chat import ChatCall, ChatReply, ChatService
 from .chat_stream import ChatStream, OpenChatStream
@@ -30,6 +31,8 @@ from .status import StatusService
 __all__ = [
     "AccountService",
     "AdminService",
+    "AuthorizationRequest",
+    "AuthorizationService",
     "BooksCheck",
     "Caller",
     "Callers",
@@ -48,6 +51,7 @@ __all__ = [
     "OpenChatStream",
     "OperatorServices",
     "PaymentService",
+    "Redirect",
     "ReportService",
     "Services",
     "StatusService",

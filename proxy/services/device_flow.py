@@ -21,6 +21,7 @@ from ..store import accounts as acc
 from ..store import identity as ids
 from ..store.accounts import Duplicate, Missing
 from ..store.identity import DeviceRequest, GrantError
+from .authorization import CODE_GRANT, AuthorizationService
 from .issuers import OwnIssuer
 
 T = TypeVar("T")
@@ -36,8 +37,10 @@ class DeviceFlowService:
         auth: IdentitySettings,
         issuer: OwnIssuer | None,
         base_url: Callable[[], str],
+        codes: AuthorizationService,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._codes = codes  # the authorization code grant, and the clients registered
         self._store = store
         self._auth = auth
         self._issuer = issuer  # None: an external issuer logs people in
@@ -74,10 +77,16 @@ class DeviceFlowService:
         }
 
     async def token(self, form: Mapping[str, str]) -> dict[str, object]:
-        """RFC 6749 5.1's token response for a device code or a refresh token grant."""
+        """RFC 6749 5.1's token response for a device code, an authorization code (a
+        registered client's) or a refresh token grant."""
         issuer = self._own_issuer()
-        self._check_client(form.get("client_id"))
         grant = form.get("grant_type")
+        if grant == CODE_GRANT:
+            return await self._codes.exchange(form)
+        client_id = form.get("client_id") or ""
+        registered = grant == REFRESH_GRANT and await self._codes.client(client_id) is not None
+        if not registered:  # the CLI's client, the one the device flow serves
+            self._check_client(client_id)
         new_refresh = codes.new_secret("rt_")
         if grant == DEVICE_GRANT:
             device_code = form.get("device_code") or ""
@@ -91,11 +100,12 @@ class DeviceFlowService:
             if not refresh:
                 raise OAuthError("invalid_request", "refresh_token is required")
             outcome = await self._write(ids.rotate_refresh_token, codes.digest(refresh),
-                                        codes.digest(new_refresh), self._auth.client_id,
+                                        codes.digest(new_refresh), client_id,
                                         self._refresh_expiry())  # fmt: skip
         else:
             raise OAuthError(
-                "unsupported_grant_type", f"grant_type must be {DEVICE_GRANT} or {REFRESH_GRANT}"
+                "unsupported_grant_type",
+                f"grant_type must be {DEVICE_GRANT}, {CODE_GRANT} or {REFRESH_GRANT}",
             )
         if isinstance(outcome, GrantError):
             raise OAuthError(outcome.code, str(outcome))
@@ -106,7 +116,7 @@ class DeviceFlowService:
         if grant == DEVICE_GRANT:
             await self._write(ids.add_refresh_token, codes.digest(new_refresh), user.id,
                               self._auth.client_id, scope, self._refresh_expiry())  # fmt: skip
-        access, lifetime = await issuer.sign(user, scope, self._auth.client_id)
+        access, lifetime = await issuer.sign(user, scope, client_id)
         return {
             "access_token": access,
             "token_type": "Bearer",

@@ -202,7 +202,9 @@ class OperatorServices:
 
 
 def _device_flow(store: Store, settings: Settings, identity: IdentityService) -> DeviceFlowService:
-    return DeviceFlowService(store, settings.identity, identity.own, lambda: identity.base_url)
+    return DeviceFlowService(
+        store, settings.identity, identity.own, lambda: identity.base_url, identity.codes
+    )
 
 
 async def with_operator(

@@ -32,6 +32,7 @@ from ..store import Store, UserRecord
 from ..store import accounts as acc
 from ..store import identity as ids
 from ..store.accounts import AccountError, Duplicate, Missing
+from .authorization import CODE_GRANT, AuthorizationService
 from .device_flow import DEVICE_GRANT, REFRESH_GRANT, SCOPES
 from .issuers import ExternalIssuer, FetchJSON, OwnIssuer
 
@@ -62,6 +63,9 @@ class IdentityService:
         else:
             self.own = OwnIssuer(store, self._auth, lambda: self.base_url)
             self.issuer = self.own
+        self.codes = AuthorizationService(
+            store, self._auth, self.own, lambda: self.base_url, SCOPES, clock
+        )
 
     async def start(self) -> None:
         await self.issuer.start()
@@ -88,15 +92,17 @@ class IdentityService:
         }
 
     def openid_configuration(self) -> dict[str, object]:
+        """The issuer's discovery document (OpenID Connect's, and RFC 8414's)."""
         base = self.base_url
         return {
             "issuer": self.issuer.issuer,
+            **self.codes.metadata(),
             "device_authorization_endpoint": f"{base}/oauth/device/code",
             "token_endpoint": f"{base}/oauth/token",
             "revocation_endpoint": f"{base}/oauth/revoke",
             "jwks_uri": f"{base}/oauth/jwks.json",
-            "grant_types_supported": [DEVICE_GRANT, REFRESH_GRANT],
-            "response_types_supported": ["token"],
+            "grant_types_supported": [CODE_GRANT, DEVICE_GRANT, REFRESH_GRANT],
+            "response_types_supported": ["code"],
             "scopes_supported": list(SCOPES),
             "token_endpoint_auth_methods_supported": ["none"],
             "id_token_signing_alg_values_supported": ["ES256"],
