@@ -101,6 +101,7 @@ async def test_claude_code_calls_the_gateways_mcp_tools(world: Messages, tmp_pat
     said = answer["result"].removeprefix("The tool said: ")
     assert said != answer["result"], answer["result"]  # the tool's result came back
     balance = Decimal(orjson.loads(said)["balance_usd"])
-    assert Decimal("9") < balance < Decimal("10")  # the key's $10, less the first turn
+    # The key's $10, less the first turn once its debit committed (it may not have yet).
+    assert Decimal("9") < balance <= Decimal("10")
     last = world.anthropic.requests[-1]["messages"][-1]["content"]
     assert any(block.get("type") == "tool_result" for block in last)
