@@ -103,13 +103,7 @@ def parse_json(data: bytes) -> Any:
 
 def parse_chat_request(body: Any) -> ChatRequest:
     """Validate what the gateway relies on; say exactly what is wrong."""
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    model = body.get("model")
-    if model is None:
-        raise BadRequest("missing required parameter: 'model'", param="model")
-    if not isinstance(model, str) or not model.strip():
-        raise BadRequest("'model' must be a non-empty string", param="model")
+    model = required_model(body)
     messages = body.get("messages")
     if messages is None:
         raise BadRequest("missing required parameter: 'messages'", param="messages")
@@ -143,6 +137,18 @@ def parse_chat_request(body: Any) -> ChatRequest:
         completion_limit=requested_limit(body),
         n=choices(body),
     )
+
+
+def required_model(body: Any) -> str:
+    """The model a request body names; a body that is not an object, or names none, is a 400."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if model is None:
+        raise BadRequest("missing required parameter: 'model'", param="model")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest("'model' must be a non-empty string", param="model")
+    return model
 
 
 def _refuse_file_ids(messages: list[Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .chat import Usage
+from .chat import Usage, required_model
 from .errors import BadRequest
 
 MAX_INPUTS = 2048  # OpenAI's limit on the items of one request
@@ -54,13 +54,7 @@ class EmbeddingResult:
 
 def parse_embedding_request(body: Any) -> EmbeddingRequest:
     """Validate what the gateway relies on; say exactly what is wrong."""
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    model = body.get("model")
-    if model is None:
-        raise BadRequest("missing required parameter: 'model'", param="model")
-    if not isinstance(model, str) or not model.strip():
-        raise BadRequest("'model' must be a non-empty string", param="model")
+    model = required_model(body)
     if body.get("input") is None:
         raise BadRequest("missing required parameter: 'input'", param="input")
     texts, tokens = _inputs(body["input"])

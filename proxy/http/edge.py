@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -41,9 +42,9 @@ from .asgi import (
     request_id_from,
     shield_last_send,
 )
-from .chat import ChatHTTPRequest, serve_chat
+from .chat import OPENAI, ChatHTTPRequest, Headers, serve_chat
 from .mcp_edge import MCP_PATH, ASGIApp, McpFront
-from .messages import Headers, serve_count_tokens, serve_messages
+from .messages import ANTHROPIC, serve_count_tokens
 
 log = logging.getLogger("tokenroute")
 REQUEST_ID = b"x-request-id"
@@ -60,21 +61,9 @@ class HotRoute:
     render_error: ErrorRenderer  # the route's wire format
 
 
-async def _serve_chat(
-    services: Services,
-    key: KeyRecord,
-    request: ChatHTTPRequest,
-    headers: Headers,
-    respond: Responder,
-    receive: Receive,
-    keepalive: float,
-) -> None:
-    await serve_chat(services, key, request, respond, receive, keepalive)
-
-
 HOT_ROUTES = {
-    "/v1/chat/completions": HotRoute(_serve_chat, openai_wire.render_error),
-    "/v1/messages": HotRoute(serve_messages, anthropic_wire.render_error),
+    "/v1/chat/completions": HotRoute(partial(serve_chat, OPENAI), openai_wire.render_error),
+    "/v1/messages": HotRoute(partial(serve_chat, ANTHROPIC), anthropic_wire.render_error),
     "/v1/messages/count_tokens": HotRoute(serve_count_tokens, anthropic_wire.render_error),
 }
 

@@ -30,7 +30,7 @@ from ..store import Store, UserRecord, oauth
 from ..store import accounts as acc
 from ..store.identity import GrantError
 from ..store.oauth import OAuthClient
-from .issuers import OwnIssuer
+from .issuers import OwnIssuer, own_issuer
 
 CODE_GRANT = "authorization_code"
 CODE_SECONDS = 600
@@ -245,12 +245,7 @@ class AuthorizationService:
         return redirect_uri + joiner + urlencode(params)
 
     def _own_issuer(self) -> OwnIssuer:
-        if self._issuer is None:
-            raise OAuthError(
-                "unsupported_grant_type",
-                f"this gateway does not issue tokens; log in at {self._auth.issuer}",
-            )
-        return self._issuer
+        return own_issuer(self._issuer, self._auth)
 
 
 def _check_redirect_uri(uri: Any) -> None:

@@ -22,7 +22,7 @@ from ..store import identity as ids
 from ..store.accounts import Duplicate, Missing
 from ..store.identity import DeviceRequest, GrantError
 from .authorization import CODE_GRANT, AuthorizationService
-from .issuers import OwnIssuer
+from .issuers import OwnIssuer, own_issuer
 
 T = TypeVar("T")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -167,12 +167,7 @@ class DeviceFlowService:
         return int((self._clock() + self._auth.refresh_token_seconds) * 1000)
 
     def _own_issuer(self) -> OwnIssuer:
-        if self._issuer is None:
-            raise OAuthError(
-                "unsupported_grant_type",
-                f"this gateway does not issue tokens; log in at {self._auth.issuer}",
-            )
-        return self._issuer
+        return own_issuer(self._issuer, self._auth)
 
     def _check_client(self, client_id: str | None) -> None:
         if client_id != self._auth.client_id:

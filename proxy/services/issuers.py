@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from ..core.config_identity import IdentitySettings
-from ..core.errors import ServiceUnavailable
+from ..core.errors import OAuthError, ServiceUnavailable
 from ..identity.tokens import (
     ACCEPTED_ALGORITHMS,
     SigningKeys,
@@ -34,6 +34,16 @@ KEYS_MAX_AGE = 60.0  # seconds: then the keys are read again, to sign with the n
 KEYS_RELOAD_SECONDS = 10.0  # at most this often, an unknown kid reads our keys again
 
 FetchJSON = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+def own_issuer(issuer: OwnIssuer | None, auth: IdentitySettings) -> OwnIssuer:
+    """The gateway's own issuer; with an external one, a grant here is refused with where
+    to log in instead."""
+    if issuer is None:
+        raise OAuthError(
+            "unsupported_grant_type", f"this gateway does not issue tokens; log in at {auth.issuer}"
+        )
+    return issuer
 
 
 class OwnIssuer:

@@ -128,14 +128,7 @@ class Relay:
     async def complete(self, chat: ChatRequest, model: Model) -> Completion:
         adapter = self._adapters[model.provider]
         response = await self._send(model, adapter.chat_request(chat, model, self._key(model)))
-        try:
-            body = await _read_body(response)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"{model.provider} timed out sending its response") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"{model.provider} failed mid-response: {why(exc)}") from exc
-        finally:
-            await response.aclose()
+        body = await self._whole_body(model, response)
         if response.status_code >= 400:
             raise self._error(model, adapter, response, body)
         return adapter.chat_response(body, model)
@@ -165,12 +158,7 @@ class Relay:
             chat.native, chat.native_headers, model, self._key(model)
         )
         response = await self._send(model, upstream)
-        try:
-            body = await _read_body(response)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"{model.provider} failed mid-response: {why(exc)}") from exc
-        finally:
-            await response.aclose()
+        body = await self._whole_body(model, response)
         if response.status_code >= 400:
             raise self._error(model, adapter, response, body)
         return load_object(body, model.provider)
