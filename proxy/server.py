@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 
 import trio
 from hypercorn.config import Config
@@ -19,6 +20,7 @@ from quart_trio import QuartTrio
 
 from .app import asgi_app, create_app, services_of
 from .core.config import Settings
+from .core.logs import event
 
 log = logging.getLogger("tokenroute")
 DRAIN_MARGIN = 5.0  # seconds for cut streams to send their error event and usage row
@@ -40,7 +42,9 @@ def hypercorn_config(settings: Settings) -> Config:
 async def wait_for_signal() -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            log.info("received %s: shutting down gracefully", name,
+                     extra=event("shutdown", signal=name, phase="draining"))  # fmt: skip
             return
 
 
@@ -62,7 +66,8 @@ async def serve(
         await trio.sleep(settings.shutdown_grace)
         cut = services.cut_streams("the gateway is shutting down; retry the request")
         if cut:
-            log.info("grace period over: ended %d open streams", cut)
+            log.info("grace period over: ended %d open streams", cut,
+                     extra=event("shutdown", phase="cut", streams=cut))  # fmt: skip
 
     async with trio.open_nursery() as nursery:
 
@@ -85,4 +90,6 @@ async def serve(
 
         binds = await nursery.start(run)
         services.identity.serving_at(binds[0])
+        log.info("serving", extra=event("start", listen=binds, version=version("tokenroute")))
         task_status.started(binds)
+    log.info("stopped", extra=event("shutdown", phase="stopped"))

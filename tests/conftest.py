@@ -23,6 +23,7 @@ from proxy.services import Services, build_services
 from proxy.store import accounts as acc
 from proxy.store import connect, migrate
 from proxy.store.ledger import transaction
+from tests import log_capture
 from tests.fakes.openai_upstream import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,6 +180,10 @@ def tmp_db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     migrate(conn)
     yield conn
     conn.close()
+
+
+def pytest_configure(config: Any) -> None:
+    log_capture.install()  # every line the run logs, for the secrets check
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

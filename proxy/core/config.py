@@ -95,6 +95,7 @@ class Settings:
     key_cache_seconds: float = 30.0
     markup: Decimal = Decimal(0)
     log_level: str = "info"
+    log_format: str = "auto"  # human, json, or auto: json under systemd, human on a terminal
     access_log: bool = False
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
@@ -142,6 +143,7 @@ _SERVER_KEYS = {
     "key_cache_seconds": "key_cache_seconds",
     "markup": "markup",
     "log_level": "log_level",
+    "log_format": "log_format",
     "access_log": "access_log",
     "internal_secret_env": None,
     "default_tier": "default_tier",
@@ -162,6 +164,7 @@ _ENV_KEYS = {
     "TOKENROUTE_MAX_BODY_BYTES": "max_body_bytes",
     "TOKENROUTE_SHUTDOWN_GRACE": "shutdown_grace",
     "TOKENROUTE_LOG_LEVEL": "log_level",
+    "TOKENROUTE_LOG_FORMAT": "log_format",
 }
 _PROVIDER_KEYS = {
     "kind",
@@ -176,6 +179,7 @@ _PROVIDER_KEYS = {
     "enabled",
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "human", "json")
 
 
 def load_settings(
@@ -290,6 +294,11 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
         if level not in _LOG_LEVELS:
             raise ConfigError(f"{setting}: expected one of {', '.join(_LOG_LEVELS)}, got {value!r}")
         return level
+    if name == "log_format":
+        kind = str(value).lower()
+        if kind not in LOG_FORMATS:
+            raise ConfigError(f"{setting}: expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
+        return kind
     if name == "access_log":
         return parse_bool(setting, value)
     if name == "host":

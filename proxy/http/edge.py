@@ -45,6 +45,7 @@ from .asgi import (
 from .chat import OPENAI, ChatHTTPRequest, Headers, serve_chat
 from .mcp_edge import MCP_PATH, ASGIApp, McpFront
 from .messages import ANTHROPIC, serve_count_tokens
+from .request_log import log_request
 
 log = logging.getLogger("tokenroute")
 REQUEST_ID = b"x-request-id"
@@ -104,6 +105,7 @@ class Edge:
     ) -> None:
         started = trio.current_time()
         path = scope["path"]
+        known: KeyRecord | None = None
         try:
             try:  # refused from the headers alone: the body is never read
                 if scope["method"] != "POST":
@@ -112,6 +114,7 @@ class Edge:
             except GatewayError as error:
                 await respond.error(error, close=await self.bodies.dispose(headers, receive))
                 return
+            known = key
             body = await self.bodies.read(headers, receive)
             if body is None:
                 return  # the client went away before sending its request
@@ -129,6 +132,10 @@ class Edge:
             log.exception("unhandled error in %s (%s)", path, request_id)
             if not respond.started:
                 await respond.error(internal_error(request_id))
+        finally:
+            usage = respond.call.usage if respond.call is not None else None
+            log_request(method=scope["method"], route=path, request_id=request_id,
+                        status=respond.status, started=started, key=known, usage=usage)  # fmt: skip
 
     async def _framework(
         self,

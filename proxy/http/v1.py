@@ -83,7 +83,7 @@ def v1_blueprint(services: Services) -> Blueprint:
         g.limit_headers = service.admit(key)
         request_id = request.headers.get("x-request-id", "")
         body = parse_json(await request.get_data())
-        call = service.prepare(key, body, request_id, started)
+        call = g.call = service.prepare(key, body, request_id, started)
         try:
             reply = await service.embed(call)
         except GatewayError:

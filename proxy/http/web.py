@@ -11,6 +11,7 @@ import logging
 from importlib.metadata import version
 
 import orjson
+import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -31,6 +32,7 @@ from .oauth import NO_STORE, oauth_blueprint
 from .openai_wire import JSON, render_error
 from .openapi import install_openapi
 from .payment_pages import payment_pages_blueprint
+from .request_log import log_request
 from .v1 import v1_blueprint
 
 log = logging.getLogger("tokenroute")
@@ -49,6 +51,20 @@ def quart_app(services: Services) -> QuartTrio:
         SESSION_COOKIE_SECURE=(services.settings.public_url or "").startswith("https://"),
         PERMANENT_SESSION_LIFETIME=3600,
     )
+
+    @app.before_request
+    async def clock_in() -> None:
+        g.started = trio.current_time()
+
+    @app.after_request
+    async def log_line(response: Response) -> Response:
+        call = g.get("call")  # a metered request's (embeddings)
+        route = request.url_rule.rule if request.url_rule is not None else request.path
+        log_request(method=request.method, route=route, status=response.status_code,
+                    request_id=request.headers.get("x-request-id", ""),
+                    started=g.get("started", trio.current_time()),
+                    usage=call.outcome.record if call is not None else None)  # fmt: skip
+        return response
 
     @app.errorhandler(GatewayError)
     async def gateway_error(error: GatewayError) -> Response:

@@ -49,6 +49,7 @@ class Outcome:
     score: float | None = None
     upstream_reached: bool = False  # an upstream was sent the prompt
     inputs: EmbeddingRequest | None = None  # an embeddings request: its input is the prompt
+    record: UsageRecord | None = None  # its usage row, once recorded
 
 
 class Meter:
@@ -109,6 +110,7 @@ class Meter:
         )
         self._wallets.settle(outcome.hold, record)
         outcome.hold = None  # billed once, however many paths end here
+        outcome.record = record
         return record
 
     async def _estimate(

@@ -7,7 +7,7 @@ internals: every rule lives here once.
 
 from ..core.chat import Chunks, StreamDone, StreamEvent, StreamFailed
 from ..providers.anthropic_in import stop_reason
-from ..store import KeyRecord, UserRecord
+from ..store import KeyRecord, UsageRecord, UserRecord
 from ..store.reports import UsageFilter
 from .accounts import AccountService, BooksCheck, Credit, NewKey
 from .admin import AdminService
@@ -59,6 +59,7 @@ __all__ = [
     "StreamEvent",
     "StreamFailed",
     "UsageFilter",
+    "UsageRecord",
     "UserRecord",
     "build_services",
     "migrate_database",

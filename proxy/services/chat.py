@@ -60,6 +60,11 @@ class ChatCall:
     def stream(self) -> bool:
         return self.request.stream
 
+    @property
+    def usage(self) -> UsageRecord | None:
+        """Its usage row, once the meter recorded it."""
+        return self.outcome.record
+
     def failure_headers(self) -> dict[str, str]:
         """Headers for an error of this call, over the error's own."""
         if not self.started:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ..core.config import Settings
+from ..core.logs import event
 
 log = logging.getLogger("tokenroute.upstreams")
 MAX_RETRY_AFTER = 3600.0  # seconds: an upstream cannot park itself longer than this
@@ -47,7 +48,8 @@ class Cooldowns:
         if self._clock() < health.cooling_until or health.probing:
             return False
         health.probing = True
-        log.info("upstream %s: cooling period over, probing", upstream)
+        log.info("upstream %s: cooling period over, probing", upstream,
+                 extra=event("upstream", upstream=upstream, state="probing"))  # fmt: skip
         return True
 
     def retry_in(self, upstream: str) -> float:
@@ -61,7 +63,8 @@ class Cooldowns:
         health.successes += 1
         if health.cooling_until or health.failures:
             if health.cooling_until:
-                log.info("upstream %s: healthy again", upstream)
+                log.info("upstream %s: healthy again", upstream,
+                         extra=event("upstream", upstream=upstream, state="healthy"))  # fmt: skip
             health.cooling_until, health.probing = 0.0, False
             health.failures.clear()
 
@@ -100,7 +103,9 @@ class Cooldowns:
         if period is not None:
             health.cooling_until = now + period
             window.clear()
-            log.warning("upstream %s: cooling down for %.0f s after %s", upstream, period, reason)
+            log.warning("upstream %s: cooling down for %.0f s after %s", upstream, period, reason,
+                        extra=event("upstream", upstream=upstream, state="cooling",
+                                    seconds=round(period), reason=reason))  # fmt: skip
 
     def states(self, *, details: bool = False) -> dict[str, dict[str, object]]:
         """Each upstream seen so far, for /readyz; its last error only for the operator
