@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import trio
 from quart import Blueprint, Response
 
 from ..core.errors import GatewayError
-from ..services import Services
+from ..services import Caller, Services
 from .asgi import Bodies, Receive, Responder, Scope, Send, declares_body, replay
 from .openai_wire import JSON, error_body
+from .request_log import log_request
 
 MCP_PATH = "/mcp"
 METADATA_PATH = "/.well-known/oauth-protected-resource"
@@ -39,6 +41,18 @@ class McpFront:
         self._bodies = bodies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        started, seen = trio.current_time(), _Seen(send)
+        try:
+            await self._serve(scope, receive, seen, request_id)
+        finally:
+            caller = seen.caller
+            log_request(method=scope["method"], route=MCP_PATH, request_id=request_id,
+                        status=seen.status, started=started,
+                        key=caller.key if caller else None,
+                        user_id=caller.user.id if caller else None)  # fmt: skip
+
+    async def _serve(self, scope: Scope, receive: Receive, seen: _Seen, request_id: str) -> None:
+        send: Send = seen
         headers = dict(scope["headers"])
         authorization = headers.get(b"authorization")
         respond = Responder(send, request_id)
@@ -60,6 +74,7 @@ class McpFront:
             if body is None:
                 return  # the client went away before sending its request
             receive = replay(body, receive)
+        seen.caller = caller
         await self._server({**scope, CALLER: caller}, receive, _stamped(send, request_id))
 
     def challenge(self, token_sent: bool) -> str:
@@ -94,6 +109,20 @@ async def _refuse(
     body = orjson.dumps({"jsonrpc": "2.0", "id": None, **error_body(error)})
     headers = {**error.headers, **headers, "content-type": JSON}
     await respond.body(error.status, headers, body, close)
+
+
+class _Seen:
+    """A `send` that remembers the answer's status (and who asked), for the request's log line."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status: int | None = None
+        self.caller: Caller | None = None
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
 
 
 def _stamped(send: Send, request_id: str) -> Send:

@@ -29,6 +29,7 @@ def log_request(
     started: float,
     key: KeyRecord | None = None,
     usage: UsageRecord | None = None,
+    user_id: str | None = None,
 ) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
@@ -39,7 +40,7 @@ def log_request(
         "status": usage.status if usage is not None else status,
         "latency_ms": round((trio.current_time() - started) * 1000),
         "key_id": key.id if key else usage.key_id if usage else None,
-        "user_id": key.user_id if key else usage.user_id if usage else None,
+        "user_id": key.user_id if key else usage.user_id if usage else user_id,
     }
     if usage is not None:
         fields.update(
