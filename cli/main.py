@@ -92,10 +92,14 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", help="port to bind (default 8080)")
     serve.set_defaults(run=lazy(".serve", "serve_command"))
-    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema",
+                                  epilog="exit codes with --check: 0 up to date, "
+                                  "4 migrations pending")  # fmt: skip
     _settings_flags(migrate)
+    migrate.add_argument("--check", action="store_true", help="say which migrations would "
+                         "run, changing nothing (exit 0: up to date, 4: pending)")  # fmt: skip
     migrate.add_argument("--json", action="store_true", help="machine-readable output")
-    migrate.set_defaults(run=lazy(".admin", "migrate_command"))
+    migrate.set_defaults(run=lazy(".migrate", "migrate_command"))
     admin = commands.add_parser("admin", help="operator commands on the database file")
     if "admin" in argv:  # its many subcommands are built only when asked for
         from . import admin as operator

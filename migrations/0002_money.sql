@@ -24,3 +24,8 @@ CREATE UNIQUE INDEX ledger_usage ON ledger(usage_id) WHERE usage_id IS NOT NULL;
 -- reserved: the hold the request ran under; unbilled: cost the balance could not cover.
 ALTER TABLE usage ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN unbilled INTEGER NOT NULL DEFAULT 0;
+
+-- Requests served before this migration were priced but never debited: what they would have
+-- cost is what the balance did not pay (unbilled); what they were charged (cost) is nothing.
+-- Without this, `tokenroute admin check` reports each of them as a cost with no debit.
+UPDATE usage SET unbilled = cost, cost = 0 WHERE cost != 0;

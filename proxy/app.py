@@ -14,6 +14,7 @@ from admin import admin_blueprint
 
 from .core.config import Settings
 from .http.edge import Edge
+from .http.forwarded import Forwarded
 from .http.mcp import McpServer
 from .http.web import quart_app
 from .services import Services, build_services
@@ -42,10 +43,14 @@ def create_app(settings: Settings) -> QuartTrio:
     return app
 
 
-def asgi_app(app: QuartTrio) -> Edge:
-    """What the server runs: the edge in front of the Quart app and the MCP server."""
+def asgi_app(app: QuartTrio) -> Edge | Forwarded:
+    """What the server runs: the edge in front of the Quart app and the MCP server (behind
+    the reverse proxies' word on who the client is, when there are any)."""
     mcp: McpServer = app.extensions["tokenroute.mcp"]
-    return Edge(app, services_of(app), mcp)
+    services = services_of(app)
+    edge = Edge(app, services, mcp)
+    hops = services.settings.proxy_hops  # none: clients connect, no proxy's word to take
+    return Forwarded(edge, hops) if hops else edge
 
 
 def services_of(app: QuartTrio) -> Services:

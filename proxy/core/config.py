@@ -92,6 +92,8 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     max_body_buffer_bytes: int = 256 * 1024 * 1024  # large request bodies buffered at once
     shutdown_grace: float = 300.0
+    # Reverse proxies in front that append to X-Forwarded-For (1: Caddy); 0: clients connect.
+    proxy_hops: int = 0
     key_cache_seconds: float = 30.0
     markup: Decimal = Decimal(0)
     log_level: str = "info"
@@ -140,6 +142,7 @@ _SERVER_KEYS = {
     "max_body_bytes": "max_body_bytes",
     "max_body_buffer_bytes": "max_body_buffer_bytes",
     "shutdown_grace_seconds": "shutdown_grace",
+    "proxy_hops": "proxy_hops",
     "key_cache_seconds": "key_cache_seconds",
     "markup": "markup",
     "log_level": "log_level",
@@ -163,6 +166,7 @@ _ENV_KEYS = {
     "TOKENROUTE_INTERNAL_SECRET": "internal_secret",
     "TOKENROUTE_MAX_BODY_BYTES": "max_body_bytes",
     "TOKENROUTE_SHUTDOWN_GRACE": "shutdown_grace",
+    "TOKENROUTE_PROXY_HOPS": "proxy_hops",
     "TOKENROUTE_LOG_LEVEL": "log_level",
     "TOKENROUTE_LOG_FORMAT": "log_format",
 }
@@ -271,6 +275,11 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
         if number < 1024:
             raise ConfigError(f"{setting}: expected at least 1024 bytes, got {value!r}")
         return number
+    if name == "proxy_hops":
+        hops = parse_int(setting, value)
+        if not 0 <= hops <= 8:
+            raise ConfigError(f"{setting}: expected 0-8 proxies in front, got {value!r}")
+        return hops
     if name in ("max_output_tokens", "min_completion_tokens", "cooldown_failures"):
         number = parse_int(setting, value)
         if number < 1:

@@ -7,7 +7,7 @@ internals: every rule lives here once.
 
 from ..core.chat import Chunks, StreamDone, StreamEvent, StreamFailed
 from ..providers.anthropic_in import stop_reason
-from ..store import KeyRecord, UsageRecord, UserRecord
+from ..store import KeyRecord, Migration, UsageRecord, UserRecord
 from ..store.reports import UsageFilter
 from .accounts import AccountService, BooksCheck, Credit, NewKey
 from .admin import AdminService
@@ -21,6 +21,7 @@ from .factory import (
     Services,
     build_services,
     migrate_database,
+    pending_database_migrations,
     with_operator,
 )
 from .identity import IdentityService
@@ -47,6 +48,7 @@ __all__ = [
     "EmbeddingService",
     "IdentityService",
     "KeyRecord",
+    "Migration",
     "NewKey",
     "OpenChatStream",
     "OperatorServices",
@@ -63,6 +65,7 @@ __all__ = [
     "UserRecord",
     "build_services",
     "migrate_database",
+    "pending_database_migrations",
     "settings_table",
     "stop_reason",
     "with_operator",

@@ -29,7 +29,7 @@ from ..providers import adapter_for, embedding_adapter_for
 from ..routing.autoroute import AutoRouter
 from ..routing.catalog import build_catalog
 from ..routing.sessions import Sessions
-from ..store import Store, StoreError, connect, migrate
+from ..store import Migration, Store, StoreError, connect, migrate, pending_migrations
 from ..store.db import schema_version
 from ..store.ledger import release_holds
 from ..upstream.cooldown import Cooldowns
@@ -186,6 +186,15 @@ def migrate_database(settings: Settings) -> tuple[list[str], int]:
             return migrate(conn), schema_version(conn)
         finally:
             conn.close()
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def pending_database_migrations(settings: Settings) -> tuple[int, list[Migration]]:
+    """(the schema version, the migrations `migrate_database` would apply), the database
+    left exactly as it was: an operator reads this before upgrading a live file."""
+    try:
+        return pending_migrations(settings.db_path)
     except StoreError as exc:
         raise ConfigError(str(exc)) from exc
 

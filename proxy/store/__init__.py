@@ -1,7 +1,7 @@
 """The only package that touches SQLite: schema, migrations, the writer, queries."""
 
 from .accounts import AccountError, Duplicate, KeyRecord, Missing, UserRecord
-from .db import StoreError, connect, migrate
+from .db import Migration, StoreError, connect, migrate, pending_migrations
 from .usage import UsageRecord
 from .writer import Store
 
@@ -9,6 +9,7 @@ __all__ = [
     "AccountError",
     "Duplicate",
     "KeyRecord",
+    "Migration",
     "Missing",
     "Store",
     "StoreError",
@@ -16,4 +17,5 @@ __all__ = [
     "UserRecord",
     "connect",
     "migrate",
+    "pending_migrations",
 ]

@@ -29,6 +29,19 @@ class Migration:
     name: str
     sql: str
 
+    @property
+    def summary(self) -> str:
+        """The first sentence of the file's opening comment: what `migrate --check` shows
+        an operator deciding whether to upgrade now."""
+        words = []
+        for line in self.sql.splitlines():
+            if not line.startswith("--"):
+                break
+            words.append(line.removeprefix("--").strip())
+        text = " ".join(w for w in words if w)
+        first, dot, _ = text.partition(". ")
+        return first + "." if dot else text
+
 
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode: transactions are explicit BEGIN/COMMIT."""
@@ -72,17 +85,54 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations in order, each in one transaction; return their names."""
+def pending_migrations(path: Path | str) -> tuple[int, list[Migration]]:
+    """The schema version of the file at `path` (0: no file yet) and the migrations it
+    lacks, read without writing a byte.
+
+    `migrate --check` runs as whoever types it, often root. A read-only connection still
+    creates the -wal and -shm files beside the database, owned by that user, and the
+    service, another user, could then no longer open its own database. With no -wal file
+    everything is in the main file, so it is opened immutable (nothing is created); with
+    one, a gateway has the file open (or stopped uncleanly) and its files are used as
+    they are.
+    """
+    target = Path(path)
+    known = migrations()
+    if not target.exists():
+        return 0, known
+    immutable = "" if Path(f"{target}-wal").exists() else "&immutable=1"
+    try:
+        conn = sqlite3.connect(f"{target.absolute().as_uri()}?mode=ro{immutable}", uri=True)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # is it a database?
+            current = schema_version(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"database {target}: {exc}") from exc
+    _refuse_newer(current, len(known))
+    return current, known[current:]
+
+
+def _refuse_newer(current: int, latest: int) -> None:
+    if current > latest:
+        raise StoreError(
+            f"the database is at schema version {current}, newer than this tokenroute "
+            f"({latest}); upgrade tokenroute"
+        )
+
+
+def migrate(conn: sqlite3.Connection, *, until: int | None = None) -> list[str]:
+    """Apply pending migrations in order, each in one transaction; return their names.
+
+    `until` stops at that version: the upgrade tests build the schema an older release had.
+    """
     applied = []
     known = migrations()
     current = schema_version(conn)
-    if current > len(known):
-        raise StoreError(
-            f"the database is at schema version {current}, newer than this tokenroute "
-            f"({len(known)}); upgrade tokenroute"
-        )
-    for migration in known[current:]:
+    _refuse_newer(current, len(known))
+    for migration in known[current:until]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if schema_version(conn) >= migration.version:  # another process got here first
