@@ -21,7 +21,7 @@ from proxy.services import (
     migrate_database,
 )
 
-from . import money, payments_admin, users
+from . import backup, money, payments_admin, users
 from .common import UserFacingError, iso, load, run_operator
 from .output import emit
 
@@ -52,7 +52,7 @@ def add_commands(
     revoke.add_argument("id")
     revoke.set_defaults(run=revoke_key)
 
-    commands = [*money.add_commands(sub), *users.add_commands(sub)]
+    commands = [*money.add_commands(sub), *users.add_commands(sub), *backup.add_admin_commands(sub)]
     for command in (user, key, revoke, *commands, *payments_admin.add_commands(sub)):
         settings_flags(command)
         command.add_argument("--json", action="store_true", help="machine-readable output")

@@ -19,7 +19,7 @@ from typing import Any
 
 from .output import EXIT_SERVER, EXIT_USER, UserFacingError, fail
 
-OPERATOR = ("serve", "migrate", "admin")
+OPERATOR = ("serve", "migrate", "admin", "backup", "restore")
 
 
 class Parser(argparse.ArgumentParser):
@@ -100,6 +100,19 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                          "run, changing nothing (exit 0: up to date, 4: pending)")  # fmt: skip
     migrate.add_argument("--json", action="store_true", help="machine-readable output")
     migrate.set_defaults(run=lazy(".migrate", "migrate_command"))
+    backup = commands.add_parser("backup", help="copy the database while the server runs, "
+                                 "and verify the copy")  # fmt: skip
+    backup.add_argument("--step-pages", type=int, default=1024, metavar="N",
+                        help="pages copied per step (default 1024: 4 MiB)")  # fmt: skip
+    restore = commands.add_parser("restore", help="replace the database with a verified "
+                                  "backup (with the server stopped)")  # fmt: skip
+    for copy, force in ((backup, "replace PATH if it exists"),
+                        (restore, "restore even a backup whose books do not balance")):  # fmt: skip
+        _settings_flags(copy)
+        copy.add_argument("path", metavar="PATH", help="the backup file")
+        copy.add_argument("--force", action="store_true", help=force)
+        copy.add_argument("--json", action="store_true", help="machine-readable output")
+        copy.set_defaults(run=lazy(".backup", f"{copy.prog.split()[-1]}_command"))
     admin = commands.add_parser("admin", help="operator commands on the database file")
     if "admin" in argv:  # its many subcommands are built only when asked for
         from . import admin as operator

@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cli.main import build_parser  # noqa: E402
+from cli.main import OPERATOR, build_parser  # noqa: E402
 from proxy.core.config import Settings  # noqa: E402
 from proxy.http.mcp import DESCRIPTIONS as MCP_TOOLS  # noqa: E402
 from proxy.http.openapi import ROUTES  # noqa: E402
@@ -66,7 +66,7 @@ def commands() -> list[tuple[str, str, list[str]]]:
             if isinstance(action, argparse._SubParsersAction):
                 helps = {c.dest: c.help for c in action._choices_actions}
                 for name, child in action.choices.items():
-                    if name in ("serve", "migrate", "admin"):
+                    if name in OPERATOR:  # the operator's commands are not for agents
                         continue
                     walk(child, f"{prefix} {name}".strip())
                     if not any(isinstance(a, argparse._SubParsersAction) for a in child._actions):

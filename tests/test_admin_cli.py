@@ -109,7 +109,8 @@ async def test_migrate_reports_the_schema_version(tmp_path) -> None:  # type: ig
         "0007_usage_daily.sql",
         "0008_password_resets.sql",
         "0009_oauth_clients.sql",
+        "0010_usage_retention.sql",
     ]
-    assert first["schema_version"] == 9
+    assert first["schema_version"] == 10
     again = await run_json("migrate", "--db", db)
-    assert again["applied"] == [] and again["schema_version"] == 9
+    assert again["applied"] == [] and again["schema_version"] == 10

@@ -131,6 +131,9 @@ def _usage(conn: sqlite3.Connection, version: int) -> None:
             put(conn, "ledger", key_id=key_id, kind="usage", amount=-cost,
                 reference=f"req-{usage_id}", actor="gateway", created_at=created,
                 usage_id=usage_id)  # fmt: skip
+    # Retention has run, up to the midnight before the first request: nothing pruned yet.
+    put(conn, "usage_retention", id=1, horizon_ms=T0 - T0 % DAY, pruned_rows=0,
+        updated_at=T0 + 3 * DAY)  # fmt: skip
 
 
 def _money(conn: sqlite3.Connection) -> None:

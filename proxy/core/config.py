@@ -18,10 +18,12 @@ from typing import Any
 from .config_identity import IdentitySettings, parse_identity, parse_url
 from .config_models import AutoSettings, ModelSettings, parse_auto, parse_models
 from .config_payments import PaymentSettings, parse_payments
+from .config_storage import parse_storage
 from .config_values import (
     DEFAULT_TIER,
     TierSettings,
     parse_bool,
+    parse_choice,
     parse_decimal,
     parse_int,
     parse_routes,
@@ -118,6 +120,10 @@ class Settings:
     auto: AutoSettings = field(default_factory=AutoSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    usage_days: int = 400  # [retention]: raw usage rows older than this are deleted; 0: never
+    retention_interval: float = 3600.0  # seconds between retention passes
+    retention_batch: int = 5000  # usage rows deleted per writer transaction
+    wal_autocheckpoint: int = 1000  # [database]: pages; 0 leaves checkpoints to Litestream
     # where each server setting came from: "[server] port", "TOKENROUTE_PORT", "--port"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -195,7 +201,7 @@ def load_settings(
     path = config_path or environ.get("TOKENROUTE_CONFIG")
     doc = _read_toml(Path(path)) if path else {}
     sections = {"server", "providers", "models", "tiers", "routes", "auto", "auth", "accounts"}
-    sections.add("payments")
+    sections |= {"payments", "retention", "database"}
     unknown = set(doc) - sections
     if unknown:
         raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
@@ -216,6 +222,10 @@ def load_settings(
         if value is not None:
             raw[name] = (f"--{name.replace('_', '-')}", value)
     values = {name: _coerce(name, setting, value) for name, (setting, value) in raw.items()}
+    storage = parse_storage(_table(doc, "retention", "config [retention]"),
+                            _table(doc, "database", "config [database]"))  # fmt: skip
+    values |= {name: value for name, (_, value) in storage.items()}
+    raw |= storage
     tiers = parse_tiers(_table(doc, "tiers", "config [tiers]"))
     default_tier = values.get("default_tier", "default")
     if default_tier not in {t.name for t in tiers}:
@@ -298,16 +308,8 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
         return parse_seconds(setting, value)
     if name == "markup":
         return parse_decimal(setting, value)
-    if name == "log_level":
-        level = str(value).lower()
-        if level not in _LOG_LEVELS:
-            raise ConfigError(f"{setting}: expected one of {', '.join(_LOG_LEVELS)}, got {value!r}")
-        return level
-    if name == "log_format":
-        kind = str(value).lower()
-        if kind not in LOG_FORMATS:
-            raise ConfigError(f"{setting}: expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
-        return kind
+    if name in ("log_level", "log_format"):
+        return parse_choice(setting, value, _LOG_LEVELS if name == "log_level" else LOG_FORMATS)
     if name == "access_log":
         return parse_bool(setting, value)
     if name == "host":

@@ -55,6 +55,14 @@ def parse_decimal(setting: str, value: Any) -> Decimal:
     return number
 
 
+def parse_choice(setting: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of `choices`, in any case."""
+    chosen = str(value).lower()
+    if chosen not in choices:
+        raise ConfigError(f"{setting}: expected one of {', '.join(choices)}, got {value!r}")
+    return chosen
+
+
 def parse_bool(setting: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value

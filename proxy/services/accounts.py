@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..access import keys
@@ -25,7 +26,6 @@ from ..store import ledger as books
 from ..store.usage import usage_for_request, usage_summary
 
 T = TypeVar("T")
-DAY_MS = 86_400_000
 MAX_USAGE_DAYS = 365
 
 
@@ -284,10 +284,14 @@ class AccountService:
     async def usage(
         self, days: int, *, key_id: str | None = None, user_id: str | None = None
     ) -> dict[str, object]:
-        """Successful requests of the last `days` days, for one key or one user's keys."""
+        """Successful requests of the last `days` days, for one key or one user's keys.
+
+        Counted in whole UTC days, from the day `days` × 24 h ago: the daily rollups answer,
+        so the totals stay the same after retention deleted the raw rows of those days.
+        """
         if not 1 <= days <= MAX_USAGE_DAYS:
             raise BadRequest(f"days must be from 1 to {MAX_USAGE_DAYS}", param="days")
-        since = int(time.time() * 1000) - days * DAY_MS
+        since = datetime.fromtimestamp(time.time() - days * 86_400, tz=UTC).date().isoformat()
         return await self._read(usage_summary, since, key_id=key_id, user_id=user_id)
 
     # -- the store ---------------------------------------------------------------------------

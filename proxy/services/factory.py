@@ -32,6 +32,7 @@ from ..routing.sessions import Sessions
 from ..store import Migration, Store, StoreError, connect, migrate, pending_migrations
 from ..store.db import schema_version
 from ..store.ledger import release_holds
+from ..store.lock import DatabaseLock
 from ..upstream.cooldown import Cooldowns
 from ..upstream.documents import DocumentFetcher
 from ..upstream.failover import Failover
@@ -46,6 +47,7 @@ from .embeddings import EmbeddingService
 from .identity import IdentityService
 from .payments import PaymentService
 from .reports import ReportService
+from .retention import RetentionService
 from .status import StatusService
 
 T = TypeVar("T")
@@ -67,6 +69,7 @@ class Services:
     payments: PaymentService
     reports: ReportService
     status: StatusService
+    retention: RetentionService
     _store: Store
     _relay: Relay
     _documents: DocumentFetcher
@@ -90,10 +93,12 @@ class Services:
             )
         self._relay.open()
         nursery.start_soon(self._keep_house)
+        nursery.start_soon(self.retention.run)
 
     async def stop(self) -> None:
         """Stop background work, close upstream pools, let the writer commit what is queued."""
         self._housekeeping.cancel()
+        self.retention.stop()
         await self._relay.aclose()
         await self._documents.aclose()
         await self.payments.aclose()
@@ -113,7 +118,7 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, wal_autocheckpoint=settings.wal_autocheckpoint)
     wallets = Wallets(store)
     tokens = TokenCounter()
     catalog = build_catalog(settings)
@@ -168,6 +173,7 @@ def build_services(settings: Settings) -> Services:
         device_flow=_device_flow(store, settings, identity),
         status=StatusService(settings, store, catalog, health),
         reports=ReportService(store, health, lambda: relay.cutter.open_reads),
+        retention=RetentionService(store, settings),
         _store=store,
         _relay=relay,
         _documents=documents,
@@ -183,7 +189,8 @@ def migrate_database(settings: Settings) -> tuple[list[str], int]:
     try:
         conn = connect(settings.db_path)
         try:
-            return migrate(conn), schema_version(conn)
+            with DatabaseLock(settings.db_path, exclusive=False):  # not during a restore
+                return migrate(conn), schema_version(conn)
         finally:
             conn.close()
     except StoreError as exc:
@@ -208,6 +215,7 @@ class OperatorServices:
     device_flow: DeviceFlowService
     payments: PaymentService
     admin: AdminService
+    retention: RetentionService
 
 
 def _device_flow(store: Store, settings: Settings, identity: IdentityService) -> DeviceFlowService:
@@ -224,7 +232,7 @@ async def with_operator(
     Its exception, if any, comes out as itself (not wrapped in a nursery's group).
     """
     await trio.to_thread.run_sync(migrate_database, settings)
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, wal_autocheckpoint=settings.wal_autocheckpoint)
     accounts = AccountService(store, settings, KeyAuth(store, settings.key_cache_seconds))
     documents = DocumentFetcher()
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
@@ -235,6 +243,7 @@ async def with_operator(
         _device_flow(store, settings, identity),
         payments,
         AdminService(accounts, store, settings),
+        RetentionService(store, settings),
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)

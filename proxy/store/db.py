@@ -43,8 +43,14 @@ class Migration:
         return first + "." if dot else text
 
 
-def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode: transactions are explicit BEGIN/COMMIT."""
+def connect(
+    path: Path | str, *, readonly: bool = False, wal_autocheckpoint: int | None = None
+) -> sqlite3.Connection:
+    """A connection in autocommit mode: transactions are explicit BEGIN/COMMIT.
+
+    `wal_autocheckpoint` (pages; 0: never) overrides SQLite's 1000 for this connection:
+    beside Litestream the gateway leaves checkpoints to it.
+    """
     target = Path(path)
     if not readonly and target.parent and not target.parent.exists():
         raise StoreError(f"database directory does not exist: {target.parent}")
@@ -62,6 +68,8 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
                 raise StoreError(f"database {target}: cannot switch to WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        if wal_autocheckpoint is not None:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
     except sqlite3.Error as exc:
         raise StoreError(f"database {target}: {exc}") from exc
     conn.row_factory = sqlite3.Row

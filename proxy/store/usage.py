@@ -47,46 +47,46 @@ def usage_for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[st
 
 def usage_summary(
     conn: sqlite3.Connection,
-    since_ms: int,
+    since_day: str,
     *,
     key_id: str | None = None,
     user_id: str | None = None,
 ) -> dict[str, object]:
-    """Totals of successful requests since a time, for one key or one user's keys.
+    """Totals of successful requests from a UTC day on, for one key or one user's keys.
 
-    Only successful requests count (as the docs promise); the totals and each
-    model's share come from the indexed (key or user, time) range.
+    Only successful requests count (as the docs promise). Read from the daily rollup
+    (`usage_daily`, kept by a trigger with each usage row), not from the raw rows: it
+    answers the same after retention deleted old rows, and reads days, not requests.
     """
     if (key_id is None) == (user_id is None):
         raise ValueError("give exactly one of key_id or user_id")
     column, owner = ("key_id", key_id) if key_id is not None else ("user_id", user_id)
-    rows = conn.execute(
-        "SELECT served_model, count(*), sum(tokens_in), sum(tokens_out), sum(cost) FROM usage "
-        f"WHERE {column} = ? AND created_at >= ? AND status = 200 "
-        "GROUP BY served_model ORDER BY sum(cost) DESC, served_model",
-        (owner, since_ms),
-    ).fetchall()
+    where = f"WHERE d.{column} = ? AND d.day >= ? AND d.ok = 1 "
+    sums = "sum(d.requests), sum(d.tokens_in), sum(d.tokens_out), sum(d.cost)"
     by_model = [
-        {"model": model, "requests": n, "tokens_in": t_in, "tokens_out": t_out, "cost": cost}
-        for model, n, t_in, t_out, cost in rows
-    ]
-    where = f"WHERE u.{column} = ? AND u.created_at >= ? AND u.status = 200 "
-    by_key = [
-        {"key_id": key, "name": name, "requests": n, "tokens_in": t_in, "tokens_out": t_out,
+        {"model": model or None, "requests": n, "tokens_in": t_in, "tokens_out": t_out,
          "cost": cost}
+        for model, n, t_in, t_out, cost in conn.execute(
+            f"SELECT d.model, {sums} FROM usage_daily d " + where +
+            "GROUP BY d.model ORDER BY sum(d.cost) DESC, d.model",
+            (owner, since_day),
+        )
+    ]  # fmt: skip
+    by_key = [
+        {"key_id": key or None, "name": name, "requests": n, "tokens_in": t_in,
+         "tokens_out": t_out, "cost": cost}
         for key, name, n, t_in, t_out, cost in conn.execute(
-            "SELECT u.key_id, k.name, count(*), sum(u.tokens_in), sum(u.tokens_out), sum(u.cost) "
-            "FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id " + where +
-            "GROUP BY u.key_id ORDER BY sum(u.cost) DESC, u.key_id",
-            (owner, since_ms),
+            f"SELECT d.key_id, k.name, {sums} FROM usage_daily d "
+            "LEFT JOIN api_keys k ON k.id = d.key_id " + where +
+            "GROUP BY d.key_id ORDER BY sum(d.cost) DESC, d.key_id",
+            (owner, since_day),
         )
     ]  # fmt: skip
     by_day = [
         {"date": day, "requests": n, "tokens_in": t_in, "tokens_out": t_out, "cost": cost}
         for day, n, t_in, t_out, cost in conn.execute(
-            "SELECT date(u.created_at / 1000, 'unixepoch') AS day, count(*), sum(u.tokens_in), "
-            "sum(u.tokens_out), sum(u.cost) FROM usage u " + where + "GROUP BY day ORDER BY day",
-            (owner, since_ms),
+            f"SELECT d.day, {sums} FROM usage_daily d " + where + "GROUP BY d.day ORDER BY d.day",
+            (owner, since_day),
         )
     ]
     return {

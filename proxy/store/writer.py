@@ -27,6 +27,7 @@ import trio
 
 from .batch import DatabaseFailing, commit_batch
 from .db import connect, migrate
+from .lock import DatabaseLock
 
 T = TypeVar("T")
 log = logging.getLogger("tokenroute.store")
@@ -62,8 +63,17 @@ class StoreStats:
 
 
 class Store:
-    def __init__(self, path: Path, *, readers: int = 4, poll_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readers: int = 4,
+        poll_interval: float = 0.25,
+        wal_autocheckpoint: int | None = None,
+    ) -> None:
         self.path = path
+        self._autocheckpoint = wal_autocheckpoint
+        self._lock: DatabaseLock | None = None  # shared: `tokenroute restore` waits for us
         self._poll_interval = poll_interval
         self._reader_count = readers
         self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
@@ -86,7 +96,7 @@ class Store:
         """Open and migrate the database, then commit jobs until `close()` drains them."""
         self._writer_conn = await trio.to_thread.run_sync(self._open_writer)
         readers = [
-            await trio.to_thread.run_sync(connect, self.path) for _ in range(self._reader_count)
+            await trio.to_thread.run_sync(self._connect) for _ in range(self._reader_count)
         ]
         for conn in readers:
             self._free_readers.send_nowait(conn)
@@ -155,9 +165,19 @@ class Store:
         self._listeners.append(callback)
 
     # -- the writer ----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        return connect(self.path, wal_autocheckpoint=self._autocheckpoint)
+
     def _open_writer(self) -> sqlite3.Connection:
-        conn = connect(self.path)
-        self.applied = migrate(conn)
+        conn = self._connect()  # first: it names a missing directory in one line
+        try:
+            self._lock = DatabaseLock(self.path, exclusive=False)
+            self.applied = migrate(conn)
+        except BaseException:
+            conn.close()
+            if self._lock is not None:
+                self._lock.release()
+            raise
         for name in self.applied:
             log.info("applied migration %s", name)
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -284,6 +304,8 @@ class Store:
             conn.close()
         if self._writer_conn is not None:
             self._writer_conn.close()
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _noop(conn: sqlite3.Connection) -> None:
