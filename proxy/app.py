@@ -15,6 +15,7 @@ from admin import admin_blueprint
 from .core.config import Settings
 from .http.edge import Edge
 from .http.mcp import McpServer
+from .http.metrics import MetricsListener
 from .http.web import quart_app
 from .services import Services, build_services
 
@@ -46,6 +47,11 @@ def asgi_app(app: QuartTrio) -> Edge:
     """What the server runs: the edge in front of the Quart app and the MCP server."""
     mcp: McpServer = app.extensions["tokenroute.mcp"]
     return Edge(app, services_of(app), mcp)
+
+
+def metrics_asgi_app(app: QuartTrio) -> MetricsListener:
+    """What `[metrics] listen` serves: `/metrics` alone, without the internal secret."""
+    return MetricsListener(services_of(app))
 
 
 def services_of(app: QuartTrio) -> Services:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_identity import IdentitySettings, parse_identity, parse_url
+from .config_metrics import MetricsSettings, parse_metrics
 from .config_models import AutoSettings, ModelSettings, parse_auto, parse_models
 from .config_payments import PaymentSettings, parse_payments
 from .config_values import (
@@ -115,6 +116,7 @@ class Settings:
     auto: AutoSettings = field(default_factory=AutoSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # where each server setting came from: "[server] port", "TOKENROUTE_PORT", "--port"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -187,7 +189,7 @@ def load_settings(
     path = config_path or environ.get("TOKENROUTE_CONFIG")
     doc = _read_toml(Path(path)) if path else {}
     sections = {"server", "providers", "models", "tiers", "routes", "auto", "auth", "accounts"}
-    sections.add("payments")
+    sections |= {"payments", "metrics"}
     unknown = set(doc) - sections
     if unknown:
         raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
@@ -231,6 +233,7 @@ def load_settings(
             _table(doc, "auth", "config [auth]"), _table(doc, "accounts", "config [accounts]")
         ),
         payments=parse_payments(_table(doc, "payments", "config [payments]"), environ),
+        metrics=parse_metrics(_table(doc, "metrics", "config [metrics]")),
     )
 
 

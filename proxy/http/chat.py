@@ -77,6 +77,7 @@ async def serve_chat(
     try:
         limits = chat.admit(key)
         call = dialect.prepare(chat, key, parse_json(request.body), headers, request)
+        respond.outcome = call.outcome
         if call.stream:
             async with chat.open_stream(call) as stream:
                 sent = {**dialect.stream_headers, **limits, **stream.headers}

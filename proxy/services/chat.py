@@ -130,7 +130,7 @@ class ChatService:
         self, key: KeyRecord, body: Any, request_id: str, session: str | None, started: float
     ) -> ChatCall:
         """Validate the body and plan its route; `session` is the x-session-id header."""
-        return self._plan(key, parse_chat_request(body), request_id, session, started)
+        return self._plan(key, parse_chat_request(body), request_id, session, started, "chat")
 
     def prepare_messages(
         self,
@@ -143,7 +143,7 @@ class ChatService:
     ) -> ChatCall:
         """`prepare` for an Anthropic Messages body (`headers`: the request's, lower-case)."""
         chat = parse_messages_request(body, headers)
-        return self._plan(key, chat, request_id, session, started)
+        return self._plan(key, chat, request_id, session, started, "messages")
 
     def _plan(
         self,
@@ -152,6 +152,7 @@ class ChatService:
         request_id: str,
         session: str | None,
         started: float,
+        route: str,
     ) -> ChatCall:
         decision = None
         if chat.model == AUTO_MODEL:
@@ -173,6 +174,7 @@ class ChatService:
             messages=chat.messages,
             tier=decision.tier if decision else None,
             score=decision.score.score if decision else None,
+            route=route,
         )
         return ChatCall(chat, models, decision, outcome)
 

@@ -44,6 +44,8 @@ from .chat import ChatService
 from .device_flow import DeviceFlowService
 from .embeddings import EmbeddingService
 from .identity import IdentityService
+from .metrics import Metrics
+from .metrics_export import MetricsExport
 from .payments import PaymentService
 from .reports import ReportService
 from .status import StatusService
@@ -67,6 +69,8 @@ class Services:
     payments: PaymentService
     reports: ReportService
     status: StatusService
+    metrics: Metrics  # what the surfaces count (refusals)
+    metrics_export: MetricsExport  # `/metrics`
     _store: Store
     _relay: Relay
     _documents: DocumentFetcher
@@ -109,11 +113,14 @@ class Services:
 
     async def _keep_house(self) -> None:
         with self._housekeeping:
-            await self._limiter.housekeeping()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._limiter.housekeeping)
+                nursery.start_soon(self.metrics.watch_loop)
 
 
 def build_services(settings: Settings) -> Services:
-    store = Store(settings.db_path)
+    metrics = Metrics()  # the lower layers report to it through callbacks
+    store = Store(settings.db_path, on_batch=metrics.batch_committed)
     wallets = Wallets(store)
     tokens = TokenCounter()
     catalog = build_catalog(settings)
@@ -121,7 +128,7 @@ def build_services(settings: Settings) -> Services:
         {p.name: p for p in settings.providers},
         {p.name: adapter_for(p) for p in settings.providers},
     )
-    health = UpstreamHealth(Cooldowns(settings))
+    health = UpstreamHealth(Cooldowns(settings), on_failure=metrics.upstream_failed)
     limiter = RateLimiter(settings)
     documents = DocumentFetcher()
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
@@ -133,7 +140,8 @@ def build_services(settings: Settings) -> Services:
         default_cap=settings.max_output_tokens,
         min_completion=settings.min_completion_tokens,
     )
-    meter, failover = Meter(wallets, tokens), Failover(relay, health)
+    meter = Meter(wallets, tokens, on_record=metrics.settled)
+    failover = Failover(relay, health, on_fallback=metrics.fell_back)
     chat = ChatService(
         settings=settings,
         catalog=catalog,
@@ -168,6 +176,14 @@ def build_services(settings: Settings) -> Services:
         device_flow=_device_flow(store, settings, identity),
         status=StatusService(settings, store, catalog, health),
         reports=ReportService(store, health, lambda: relay.cutter.open_reads),
+        metrics=metrics,
+        metrics_export=MetricsExport(
+            metrics,
+            secret=settings.internal_secret,
+            store=store,
+            health=health,
+            open_streams=lambda: limiter.open_streams,
+        ),
         _store=store,
         _relay=relay,
         _documents=documents,

@@ -62,8 +62,16 @@ class StoreStats:
 
 
 class Store:
-    def __init__(self, path: Path, *, readers: int = 4, poll_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readers: int = 4,
+        poll_interval: float = 0.25,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.path = path
+        self._on_batch = on_batch  # the metrics: (jobs, seconds) of each batch committed
         self._poll_interval = poll_interval
         self._reader_count = readers
         self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
@@ -210,6 +218,7 @@ class Store:
         for job in batch:
             if job.seal is not None:
                 job.seal()
+        began = trio.current_time()
         delay, given_up = RETRY_FIRST, None
         while True:
             outcome = await trio.to_thread.run_sync(
@@ -236,6 +245,8 @@ class Store:
                 log.warning("the database takes writes again")
                 self.failing = None
             changed = outcome
+            if batch and self._on_batch is not None:  # its time includes any retries
+                self._on_batch(len(batch), trio.current_time() - began)
         for job in batch:
             if job.done is not None:
                 job.done.set()
