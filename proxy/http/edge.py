@@ -109,20 +109,6 @@ class Edge:
         respond: Responder,
         request_id: str,
     ) -> None:
-        try:
-            await self._serve_hot(route, scope, headers, receive, respond, request_id)
-        finally:  # counted once, whether answered, refused or left by its client
-            self.metrics.answered(route.name, respond.status, respond.outcome)
-
-    async def _serve_hot(
-        self,
-        route: HotRoute,
-        scope: Scope,
-        headers: dict[bytes, bytes],
-        receive: Receive,
-        respond: Responder,
-        request_id: str,
-    ) -> None:
         started = trio.current_time()
         path = scope["path"]
         try:
@@ -150,6 +136,8 @@ class Edge:
             log.exception("unhandled error in %s (%s)", path, request_id)
             if not respond.started:
                 await respond.error(internal_error(request_id))
+        finally:  # counted once, whether answered, refused or left by its client
+            self.metrics.answered(route.name, respond.status, respond.outcome)
 
     async def _framework(
         self,
