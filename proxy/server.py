@@ -78,7 +78,11 @@ async def serve(
 
     async with trio.open_nursery() as nursery:
         if settings.metrics.listen is not None:  # until the main server has served out
-            listener = partial(hypercorn_serve, metrics_asgi_app(app), metrics_config(settings))
+            listener = partial(
+                hypercorn_serve,
+                metrics_asgi_app(app),  # type: ignore[arg-type]
+                metrics_config(settings),
+            )
             bound = await nursery.start(partial(listener, shutdown_trigger=trio.sleep_forever))
             services.metrics_export.listening = bound
             log.info("metrics served without the secret on %s", ", ".join(bound))

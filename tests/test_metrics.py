@@ -15,7 +15,7 @@ from prometheus_client import Histogram as ClientHistogram
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from proxy.core.config import load_settings
+from proxy.core.config import Settings, load_settings
 from proxy.core.errors import (
     BadRequest,
     ConfigError,
@@ -71,7 +71,7 @@ async def upstreams(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeOpenAI, Fa
 
 def routed_settings(
     tmp_path: Path, upstreams: tuple[FakeOpenAI, FakeOpenAI], extra: str = "", secret: bool = True
-):  # type: ignore[no-untyped-def]
+) -> Settings:
     primary, backup = upstreams
     config = tmp_path / "tokenroute.toml"
     config.write_text(CONFIG.format(primary=primary.url, backup=backup.url, extra=extra))
@@ -121,8 +121,12 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def until_moved(
-    gateway: RunningGateway, before: Samples, name: str, keep: tuple[str, ...], expected: dict
-) -> Samples:  # type: ignore[type-arg]
+    gateway: RunningGateway,
+    before: Samples,
+    name: str,
+    keep: tuple[str, ...],
+    expected: dict[tuple[str, ...], float],
+) -> Samples:
     """Scrape until `name` moved by `expected` (a refusal is counted just after its answer
     went out), then once more a moment later: it must not move past it."""
     with trio.move_on_after(5):

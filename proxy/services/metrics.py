@@ -81,7 +81,7 @@ class Metrics:
         model_id, provider = (model.id, model.provider) if model else (UNKNOWN, UNKNOWN)
         route = outcome.route
         self.requests[route, record.status, model_id, provider, outcome.tier or NO_TIER] += 1
-        self.duration.observe((route, model_id), record.latency_ms / 1000)
+        self.duration.observe((route, model_id), (record.latency_ms or 0) / 1000)
         if outcome.stream and record.ttft_ms is not None:
             self.ttft.observe((route, model_id), record.ttft_ms / 1000)
         if model is not None:

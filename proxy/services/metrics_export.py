@@ -14,6 +14,7 @@ that day each process needs its own scrape target or a merge of these dicts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -196,7 +197,7 @@ class _Collector:
 
 
 def _counter(
-    name: str, doc: str, labels: Iterable[str], series: Mapping[tuple[object, ...], int]
+    name: str, doc: str, labels: Iterable[str], series: Mapping[Any, int]
 ) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=list(labels))
     for key, value in series.items():
