@@ -16,6 +16,7 @@ from .core.config import Settings
 from .http.edge import Edge
 from .http.forwarded import Forwarded
 from .http.mcp import McpServer
+from .http.metrics import MetricsListener
 from .http.web import quart_app
 from .services import Services, build_services
 
@@ -51,6 +52,11 @@ def asgi_app(app: QuartTrio) -> Edge | Forwarded:
     edge = Edge(app, services, mcp)
     hops = services.settings.proxy_hops  # none: clients connect, no proxy's word to take
     return Forwarded(edge, hops) if hops else edge
+
+
+def metrics_asgi_app(app: QuartTrio) -> MetricsListener:
+    """What `[metrics] listen` serves: `/metrics` alone, without the internal secret."""
+    return MetricsListener(services_of(app))
 
 
 def services_of(app: QuartTrio) -> Services:

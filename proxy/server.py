@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from functools import partial
 from importlib.metadata import version
 
 import trio
@@ -18,7 +19,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
-from .app import asgi_app, create_app, services_of
+from .app import asgi_app, create_app, metrics_asgi_app, services_of
 from .core.config import Settings
 from .core.logs import event
 
@@ -34,6 +35,17 @@ def hypercorn_config(settings: Settings) -> Config:
     config.backlog = 2048
     config.keep_alive_timeout = 75
     config.accesslog = logging.getLogger("tokenroute.access") if settings.access_log else None
+    config.errorlog = logging.getLogger("tokenroute.server")
+    config.include_server_header = False
+    return config
+
+
+def metrics_config(settings: Settings) -> Config:
+    """The `[metrics] listen` listener's: one address, no access log, a short drain."""
+    config = Config()
+    config.bind = [str(settings.metrics.listen)]
+    config.graceful_timeout = 1.0
+    config.accesslog = None
     config.errorlog = logging.getLogger("tokenroute.server")
     config.include_server_header = False
     return config
@@ -70,6 +82,15 @@ async def serve(
                      extra=event("shutdown", phase="cut", streams=cut))  # fmt: skip
 
     async with trio.open_nursery() as nursery:
+        if settings.metrics.listen is not None:  # until the main server has served out
+            listener = partial(
+                hypercorn_serve,
+                metrics_asgi_app(app),  # type: ignore[arg-type]
+                metrics_config(settings),
+            )
+            bound = await nursery.start(partial(listener, shutdown_trigger=trio.sleep_forever))
+            services.metrics_export.listening = bound
+            log.info("metrics served without the secret on %s", ", ".join(bound))
 
         async def trigger() -> None:
             if shutdown_trigger is None:

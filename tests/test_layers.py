@@ -48,6 +48,7 @@ ONLY_IN = {
     "authlib": "proxy.identity",
     "joserfc": "proxy.identity",
     "mcp": "proxy.http.mcp",  # the MCP SDK: one module of the HTTP surface
+    "prometheus_client": "proxy.services.metrics_export",  # read at scrape time only
 }
 # Pure logic: no event loop, no network, no disk database, no web framework.
 PURE = {"proxy.core", "proxy.providers", "proxy.routing"}

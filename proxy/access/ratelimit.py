@@ -82,6 +82,11 @@ class RateLimiter:
             )
         self._streams[key.id] = open_now + 1
 
+    @property
+    def open_streams(self) -> int:
+        """Streams open now, all keys together (read when metrics are scraped)."""
+        return sum(self._streams.values())
+
     def close_stream(self, key: KeyRecord) -> None:
         left = self._streams.get(key.id, 0) - 1
         if left > 0:

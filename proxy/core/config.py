@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_identity import IdentitySettings, parse_identity, parse_url
+from .config_metrics import MetricsSettings, parse_metrics
 from .config_models import AutoSettings, ModelSettings, parse_auto, parse_models
 from .config_payments import PaymentSettings, parse_payments
 from .config_storage import parse_storage
@@ -124,6 +125,7 @@ class Settings:
     retention_interval: float = 3600.0  # seconds between retention passes
     retention_batch: int = 5000  # usage rows deleted per writer transaction
     wal_autocheckpoint: int = 1000  # [database]: pages; 0 leaves checkpoints to Litestream
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # where each server setting came from: "[server] port", "TOKENROUTE_PORT", "--port"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -202,6 +204,7 @@ def load_settings(
     doc = _read_toml(Path(path)) if path else {}
     sections = {"server", "providers", "models", "tiers", "routes", "auto", "auth", "accounts"}
     sections |= {"payments", "retention", "database"}
+    sections |= {"payments", "metrics"}
     unknown = set(doc) - sections
     if unknown:
         raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
@@ -249,6 +252,7 @@ def load_settings(
             _table(doc, "auth", "config [auth]"), _table(doc, "accounts", "config [accounts]")
         ),
         payments=parse_payments(_table(doc, "payments", "config [payments]"), environ),
+        metrics=parse_metrics(_table(doc, "metrics", "config [metrics]")),
     )
 
 

@@ -22,7 +22,6 @@ from ..core.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from ..services import ChatCall
 from .openai_wire import render_error
 
 Scope = dict[str, Any]
@@ -181,8 +180,8 @@ class Responder:
         self, send: Send, request_id: str, render_error: ErrorRenderer = render_error
     ) -> None:
         self.started = False
-        self.status: int | None = None  # the answer's HTTP status, once it started
-        self.call: ChatCall | None = None  # the call it answers: its usage row, for the log
+        self.status: int | None = None  # the status answered, once the response started
+        self.outcome: Any = None  # the request's `Outcome` once it has one, for the metrics
         self._send = send
         self._request_id = request_id
         self._render_error = render_error  # the route's wire format (OpenAI's, Anthropic's)
@@ -229,8 +228,7 @@ class Responder:
         return pairs
 
     async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.started = True
-        self.status = status
+        self.started, self.status = True, status
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
 

@@ -76,7 +76,8 @@ async def serve_chat(
     call: ChatCall | None = None
     try:
         limits = chat.admit(key)
-        call = respond.call = dialect.prepare(chat, key, parse_json(request.body), headers, request)
+        call = dialect.prepare(chat, key, parse_json(request.body), headers, request)
+        respond.outcome = call.outcome
         if call.stream:
             async with chat.open_stream(call) as stream:
                 sent = {**dialect.stream_headers, **limits, **stream.headers}

@@ -60,19 +60,26 @@ Serve = Callable[
 class HotRoute:
     serve: Serve
     render_error: ErrorRenderer  # the route's wire format
+    name: str  # its metrics label
 
 
 HOT_ROUTES = {
-    "/v1/chat/completions": HotRoute(partial(serve_chat, OPENAI), openai_wire.render_error),
-    "/v1/messages": HotRoute(partial(serve_chat, ANTHROPIC), anthropic_wire.render_error),
-    "/v1/messages/count_tokens": HotRoute(serve_count_tokens, anthropic_wire.render_error),
+    "/v1/chat/completions": HotRoute(partial(serve_chat, OPENAI), openai_wire.render_error, "chat"),
+    "/v1/messages": HotRoute(
+        partial(serve_chat, ANTHROPIC), anthropic_wire.render_error, "messages"
+    ),
+    "/v1/messages/count_tokens": HotRoute(
+        serve_count_tokens, anthropic_wire.render_error, "count_tokens"
+    ),
 }
+EMBEDDINGS = "/v1/embeddings"  # a model route served by Quart: counted there, or here if refused
 
 
 class Edge:
     def __init__(self, app: Any, services: Services, mcp: ASGIApp | None = None) -> None:
         self.app = app
         self.services = services
+        self.metrics = services.metrics
         settings = services.settings
         self.bodies = Bodies(settings.max_body_bytes, settings.max_body_buffer_bytes)
         self.mcp = McpFront(mcp, services, self.bodies) if mcp is not None else None
@@ -132,8 +139,9 @@ class Edge:
             log.exception("unhandled error in %s (%s)", path, request_id)
             if not respond.started:
                 await respond.error(internal_error(request_id))
-        finally:
-            usage = respond.call.usage if respond.call is not None else None
+        finally:  # counted and logged once, whether answered, refused or left by its client
+            self.metrics.answered(route.name, respond.status, respond.outcome)
+            usage = respond.outcome.record if respond.outcome is not None else None
             log_request(method=scope["method"], route=path, request_id=request_id,
                         status=respond.status, started=started, key=known, usage=usage)  # fmt: skip
 
@@ -164,6 +172,8 @@ class Edge:
                     close = await self.bodies.dispose(headers, receive)
             except GatewayError as error:
                 await Responder(send, request_id).error(error)
+                if scope["path"] == EMBEDDINGS:
+                    self.metrics.answered("embeddings", error.status, None)
                 return
 
         async def stamped(message: dict[str, Any]) -> None:

@@ -60,6 +60,10 @@ class Empty(BaseModel):
     """An answer whose body carries nothing to read."""
 
 
+class MetricsText(RootModel[str]):
+    """The counters, histograms and gauges in Prometheus' text format."""
+
+
 @dataclass(frozen=True)
 class Doc:
     response: Any = Document
@@ -111,6 +115,7 @@ ROUTES: dict[str, Doc] = {
     "admin_api.ledger": Doc(LedgerRows, query=s.LimitQuery, security=SECRET),
     "admin_api.usage": Doc(s.Usage, query=s.AdminUsageQuery, security=SECRET),
     "admin_api.audit": Doc(AuditRows, query=s.LimitQuery, security=SECRET),
+    "metrics.metrics": Doc(MetricsText, security=SECRET, errors=(401, 404)),
 }  # fmt: skip
 # The sign-in page (HTML for people) and the text for language models: not an API.
 HIDDEN_BLUEPRINTS = ("device", "authorize", "llms", "payment_pages")
@@ -125,6 +130,8 @@ class GatewayOpenAPI(OpenAPIProvider):
         openai_error = _model_schema(s.Error, components)
         anthropic_error = _model_schema(s.AnthropicError, components)
         paths = document["paths"]
+        scrape = paths["/metrics"]["get"]["responses"][200]  # text, not the model's JSON
+        scrape["content"] = {"text/plain": {"schema": {"type": "string"}}}
         paths["/v1/chat/completions"] = _post(
             "A chat completion (OpenAI's API); `stream: true` for SSE",
             "post_chat_completions",

@@ -79,18 +79,30 @@ def v1_blueprint(services: Services) -> Blueprint:
     async def embeddings() -> Response:
         started = trio.current_time()
         service = services.embeddings
-        key = await services.accounts.authenticate(credential())
-        g.limit_headers = service.admit(key)
-        request_id = request.headers.get("x-request-id", "")
-        body = parse_json(await request.get_data())
-        call = g.call = service.prepare(key, body, request_id, started)
+        status, outcome = None, None  # for the metrics: what was answered, what ran
         try:
-            reply = await service.embed(call)
-        except GatewayError:
-            g.limit_headers = {**g.limit_headers, **call.failure_headers()}
+            key = await services.accounts.authenticate(credential())
+            g.limit_headers = service.admit(key)
+            request_id = request.headers.get("x-request-id", "")
+            body = parse_json(await request.get_data())
+            call = g.call = service.prepare(key, body, request_id, started)
+            outcome = call.outcome
+            try:
+                reply = await service.embed(call)
+            except GatewayError:
+                g.limit_headers = {**g.limit_headers, **call.failure_headers()}
+                raise
+            headers = {**g.limit_headers, **reply.headers}
+            status = 200
+            return Response(orjson.dumps(reply.data), content_type=JSON, headers=headers)
+        except GatewayError as error:
+            status = error.status
             raise
-        headers = {**g.limit_headers, **reply.headers}
-        return Response(orjson.dumps(reply.data), content_type=JSON, headers=headers)
+        except Exception:
+            status = 500
+            raise
+        finally:
+            services.metrics.answered("embeddings", status, outcome)
 
     return bp
 

@@ -28,6 +28,7 @@ from .device import device_blueprint
 from .health import health_blueprint
 from .llms import llms_blueprint
 from .mcp_edge import mcp_blueprint
+from .metrics import metrics_blueprint
 from .oauth import NO_STORE, oauth_blueprint
 from .openai_wire import JSON, render_error
 from .openapi import install_openapi
@@ -104,6 +105,7 @@ def quart_app(services: Services) -> QuartTrio:
     app.register_blueprint(llms_blueprint(services))
     app.register_blueprint(mcp_blueprint(services))
     app.register_blueprint(payment_pages_blueprint(services))
+    app.register_blueprint(metrics_blueprint(services))
     install_openapi(app, version("tokenroute"))
     return app
 

@@ -10,6 +10,7 @@ requests with no output cost nothing; an aborted stream costs what was relayed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,12 +51,20 @@ class Outcome:
     upstream_reached: bool = False  # an upstream was sent the prompt
     inputs: EmbeddingRequest | None = None  # an embeddings request: its input is the prompt
     record: UsageRecord | None = None  # its usage row, once recorded
+    route: str = "chat"  # the API it came through (chat, messages, embeddings): a metrics label
+    recorded: bool = False  # settled by `Meter.record`: its usage row (and metrics) are written
+
+
+OnRecord = Callable[[Outcome, UsageRecord], None]
 
 
 class Meter:
-    def __init__(self, wallets: Wallets, tokens: TokenCounter) -> None:
+    def __init__(
+        self, wallets: Wallets, tokens: TokenCounter, on_record: OnRecord | None = None
+    ) -> None:
         self._wallets = wallets
         self._tokens = tokens
+        self._on_record = on_record  # the metrics, told of every settled request
 
     async def record(self, outcome: Outcome) -> UsageRecord:
         """Settle the request: usage row, debit, hold released (estimated usage if none came)."""
@@ -111,6 +120,9 @@ class Meter:
         self._wallets.settle(outcome.hold, record)
         outcome.hold = None  # billed once, however many paths end here
         outcome.record = record
+        if self._on_record is not None and not outcome.recorded:
+            self._on_record(outcome, record)
+        outcome.recorded = True
         return record
 
     async def _estimate(

@@ -60,11 +60,6 @@ class ChatCall:
     def stream(self) -> bool:
         return self.request.stream
 
-    @property
-    def usage(self) -> UsageRecord | None:
-        """Its usage row, once the meter recorded it."""
-        return self.outcome.record
-
     def failure_headers(self) -> dict[str, str]:
         """Headers for an error of this call, over the error's own."""
         if not self.started:
@@ -135,7 +130,7 @@ class ChatService:
         self, key: KeyRecord, body: Any, request_id: str, session: str | None, started: float
     ) -> ChatCall:
         """Validate the body and plan its route; `session` is the x-session-id header."""
-        return self._plan(key, parse_chat_request(body), request_id, session, started)
+        return self._plan(key, parse_chat_request(body), request_id, session, started, "chat")
 
     def prepare_messages(
         self,
@@ -148,7 +143,7 @@ class ChatService:
     ) -> ChatCall:
         """`prepare` for an Anthropic Messages body (`headers`: the request's, lower-case)."""
         chat = parse_messages_request(body, headers)
-        return self._plan(key, chat, request_id, session, started)
+        return self._plan(key, chat, request_id, session, started, "messages")
 
     def _plan(
         self,
@@ -157,6 +152,7 @@ class ChatService:
         request_id: str,
         session: str | None,
         started: float,
+        route: str,
     ) -> ChatCall:
         decision = None
         if chat.model == AUTO_MODEL:
@@ -178,6 +174,7 @@ class ChatService:
             messages=chat.messages,
             tier=decision.tier if decision else None,
             score=decision.score.score if decision else None,
+            route=route,
         )
         return ChatCall(chat, models, decision, outcome)
 

@@ -104,6 +104,7 @@ class EmbeddingService:
             stream=False,
             started=started,
             inputs=request,
+            route="embeddings",
         )
         return EmbeddingCall(request, models, outcome)
 

@@ -45,6 +45,8 @@ from .chat import ChatService
 from .device_flow import DeviceFlowService
 from .embeddings import EmbeddingService
 from .identity import IdentityService
+from .metrics import Metrics
+from .metrics_export import MetricsExport
 from .payments import PaymentService
 from .reports import ReportService
 from .retention import RetentionService
@@ -70,6 +72,8 @@ class Services:
     reports: ReportService
     status: StatusService
     retention: RetentionService
+    metrics: Metrics  # what the surfaces count (refusals)
+    metrics_export: MetricsExport  # `/metrics`
     _store: Store
     _relay: Relay
     _documents: DocumentFetcher
@@ -114,11 +118,18 @@ class Services:
 
     async def _keep_house(self) -> None:
         with self._housekeeping:
-            await self._limiter.housekeeping()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._limiter.housekeeping)
+                nursery.start_soon(self.metrics.watch_loop)
 
 
 def build_services(settings: Settings) -> Services:
-    store = Store(settings.db_path, wal_autocheckpoint=settings.wal_autocheckpoint)
+    metrics = Metrics()  # the lower layers report to it through callbacks
+    store = Store(
+        settings.db_path,
+        wal_autocheckpoint=settings.wal_autocheckpoint,
+        on_batch=metrics.batch_committed,
+    )
     wallets = Wallets(store)
     tokens = TokenCounter()
     catalog = build_catalog(settings)
@@ -126,7 +137,7 @@ def build_services(settings: Settings) -> Services:
         {p.name: p for p in settings.providers},
         {p.name: adapter_for(p) for p in settings.providers},
     )
-    health = UpstreamHealth(Cooldowns(settings))
+    health = UpstreamHealth(Cooldowns(settings), on_failure=metrics.upstream_failed)
     limiter = RateLimiter(settings)
     documents = DocumentFetcher()
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
@@ -138,7 +149,8 @@ def build_services(settings: Settings) -> Services:
         default_cap=settings.max_output_tokens,
         min_completion=settings.min_completion_tokens,
     )
-    meter, failover = Meter(wallets, tokens), Failover(relay, health)
+    meter = Meter(wallets, tokens, on_record=metrics.settled)
+    failover = Failover(relay, health, on_fallback=metrics.fell_back)
     chat = ChatService(
         settings=settings,
         catalog=catalog,
@@ -174,6 +186,14 @@ def build_services(settings: Settings) -> Services:
         status=StatusService(settings, store, catalog, health),
         reports=ReportService(store, health, lambda: relay.cutter.open_reads),
         retention=RetentionService(store, settings),
+        metrics=metrics,
+        metrics_export=MetricsExport(
+            metrics,
+            secret=settings.internal_secret,
+            store=store,
+            health=health,
+            open_streams=lambda: limiter.open_streams,
+        ),
         _store=store,
         _relay=relay,
         _documents=documents,

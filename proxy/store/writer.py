@@ -70,10 +70,12 @@ class Store:
         readers: int = 4,
         poll_interval: float = 0.25,
         wal_autocheckpoint: int | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.path = path
         self._autocheckpoint = wal_autocheckpoint
         self._lock: DatabaseLock | None = None  # shared: `tokenroute restore` waits for us
+        self._on_batch = on_batch  # the metrics: (jobs, seconds) of each batch committed
         self._poll_interval = poll_interval
         self._reader_count = readers
         self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
@@ -230,6 +232,7 @@ class Store:
         for job in batch:
             if job.seal is not None:
                 job.seal()
+        began = trio.current_time()
         delay, given_up = RETRY_FIRST, None
         while True:
             outcome = await trio.to_thread.run_sync(
@@ -256,6 +259,8 @@ class Store:
                 log.warning("the database takes writes again")
                 self.failing = None
             changed = outcome
+            if batch and self._on_batch is not None:  # its time includes any retries
+                self._on_batch(len(batch), trio.current_time() - began)
         for job in batch:
             if job.done is not None:
                 job.done.set()

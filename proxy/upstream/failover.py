@@ -56,9 +56,15 @@ class OpenStream:
 
 
 class Failover:
-    def __init__(self, relay: Relay, health: UpstreamHealth) -> None:
+    def __init__(
+        self,
+        relay: Relay,
+        health: UpstreamHealth,
+        on_fallback: Callable[[str, GatewayError], None] | None = None,
+    ) -> None:
         self._relay = relay
         self.health = health
+        self._on_fallback = on_fallback  # the metrics: (the model left behind, why)
 
     async def complete(
         self, models: list[Model], prepare: Callable[[Model], ChatRequest], attempts: Attempts
@@ -119,6 +125,8 @@ class Failover:
                 last = error
                 rest = next_candidates(models, model, larger_window=verdict.context)
                 queue = [m for m in rest if m in queue]
+                if queue and self._on_fallback is not None:
+                    self._on_fallback(model.id, error)
                 continue
             except BaseException:
                 self.health.released(model.id)

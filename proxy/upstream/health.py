@@ -10,6 +10,7 @@ context-length error may move on to a model with a larger window.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.errors import Fault, GatewayError
@@ -59,17 +60,23 @@ def judge(error: GatewayError) -> Verdict:
     return Verdict(move_on=False, cool=False)
 
 
+OnFailure = Callable[[str, GatewayError], None]  # (upstream, what it failed with)
+
+
 class UpstreamHealth:
     """Cooldowns fed by the judge; upstreams are named by their model id."""
 
-    def __init__(self, cooldowns: Cooldowns) -> None:
+    def __init__(self, cooldowns: Cooldowns, on_failure: OnFailure | None = None) -> None:
         self.cooldowns = cooldowns
+        self._on_failure = on_failure  # the metrics: every failure, whoever's fault it is
 
     def available(self, upstream: str) -> bool:
         return self.cooldowns.available(upstream)
 
     def failed(self, upstream: str, error: GatewayError) -> Verdict:
         """An attempt failed: judge it, and count it against the upstream if it is its fault."""
+        if self._on_failure is not None:
+            self._on_failure(upstream, error)
         verdict = judge(error)
         if verdict.cool:
             self.cooldowns.failed(
