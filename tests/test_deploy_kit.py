@@ -233,8 +233,8 @@ async def test_the_gateway_runs_with_memory_deny_write_execute(
     gateway never needs: it serves a chat, hashes a password and signs a login token under
     Linux's PR_SET_MDWE (6.3+), the same lock."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(66, 0, 0, 0, 0) < 0:  # PR_GET_MDWE
-        pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3+)")
+    # PR_GET_MDWE: a kernel without the lock cannot run this check, and says so by failing.
+    assert libc.prctl(66, 0, 0, 0, 0) >= 0, "this kernel has no PR_SET_MDWE (Linux 6.3+)"
     db = str(tmp_path / "mdwe.db")
     env = clean_env(OPENAI_API_KEY="sk-up", OPENAI_BASE_URL=fake_openai.url + "/v1")
 
