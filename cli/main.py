@@ -91,6 +91,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     _settings_flags(serve)
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", help="port to bind (default 8080)")
+    serve.add_argument("--workers", help="gateway processes (default: one per CPU core)")
     serve.set_defaults(run=lazy(".serve", "serve_command"))
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema",
                                   epilog="exit codes with --check: 0 up to date, "

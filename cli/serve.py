@@ -22,7 +22,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from proxy.server import serve
 
-    settings = load(args, host=args.host, port=args.port)
+    settings = load(args, host=args.host, port=args.port, workers=args.workers)
     try:
         migrate_database(settings)  # a bad path or schema fails here, in one line
     except ConfigError as error:

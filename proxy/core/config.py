@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ from .config_identity import IdentitySettings, parse_identity, parse_url
 from .config_metrics import MetricsSettings, parse_metrics
 from .config_models import AutoSettings, ModelSettings, parse_auto, parse_models
 from .config_payments import PaymentSettings, parse_payments
+from .config_providers import ProviderSettings, parse_providers
+from .config_scale import ScaleSettings, WorkerRole, parse_workers, scale_from
 from .config_storage import parse_storage
 from .config_values import (
     DEFAULT_TIER,
@@ -32,57 +34,6 @@ from .config_values import (
     parse_tiers,
 )
 from .errors import ConfigError
-
-# Providers enabled by the env vars users already have.
-BUILTIN_PROVIDERS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
-    # name: (kind, key envs (first set wins), base-url env, default base url)
-    "openai": (
-        "openai-compatible",
-        ("OPENAI_API_KEY",),
-        "OPENAI_BASE_URL",
-        "https://api.openai.com/v1",
-    ),
-    "anthropic": (
-        "anthropic",
-        ("ANTHROPIC_API_KEY",),
-        "ANTHROPIC_BASE_URL",
-        "https://api.anthropic.com",
-    ),
-    "google": (
-        "google",
-        ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-        "GEMINI_BASE_URL",
-        "https://generativelanguage.googleapis.com",
-    ),
-    "deepseek": (
-        "openai-compatible",
-        ("DEEPSEEK_API_KEY",),
-        "DEEPSEEK_BASE_URL",
-        "https://api.deepseek.com/v1",
-    ),
-    "mistral": (
-        "mistral",
-        ("MISTRAL_API_KEY",),
-        "MISTRAL_BASE_URL",
-        "https://api.mistral.ai/v1",
-    ),
-}
-# "mistral" chats as "openai-compatible" does; its embeddings take Mistral's own fields.
-PROVIDER_KINDS = ("openai-compatible", "anthropic", "google", "mistral")
-
-
-@dataclass(frozen=True)
-class ProviderSettings:
-    name: str
-    kind: str
-    base_url: str
-    api_key: str | None = field(default=None, repr=False)  # a secret: never logged
-    models: tuple[str, ...] = ()  # extra upstream model ids to list in the catalog
-    connect_timeout: float = 10.0
-    first_byte_timeout: float = 600.0  # reasoning models think for minutes
-    idle_timeout: float = 300.0  # longest silence between two chunks of a stream
-    max_connections: int = 16384  # upstream connections; LLM streams hold one each
-    pool_shards: int = 0  # 0: one small pool per 64 connections
 
 
 @dataclass(frozen=True)
@@ -126,6 +77,8 @@ class Settings:
     retention_batch: int = 5000  # usage rows deleted per writer transaction
     wal_autocheckpoint: int = 1000  # [database]: pages; 0 leaves checkpoints to Litestream
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    scale: ScaleSettings = field(default_factory=ScaleSettings)
+    worker: WorkerRole | None = None  # set by the supervisor for each of its workers
     # where each server setting came from: "[server] port", "TOKENROUTE_PORT", "--port"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -178,18 +131,6 @@ _ENV_KEYS = {
     "TOKENROUTE_LOG_LEVEL": "log_level",
     "TOKENROUTE_LOG_FORMAT": "log_format",
 }
-_PROVIDER_KEYS = {
-    "kind",
-    "base_url",
-    "api_key_env",
-    "models",
-    "connect_timeout",
-    "first_byte_timeout",
-    "idle_timeout",
-    "max_connections",
-    "pool_shards",
-    "enabled",
-}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "human", "json")
 
@@ -211,6 +152,8 @@ def load_settings(
     server = _table(doc, "server", "config [server]")
     raw: dict[str, tuple[str, Any]] = {}  # field -> (setting name, raw value)
     for key, value in server.items():
+        if key == "workers":
+            continue  # read by scale_from
         if key not in _SERVER_KEYS:
             raise ConfigError(f"config [server]: unknown setting {key!r}")
         if _SERVER_KEYS[key]:
@@ -222,11 +165,15 @@ def load_settings(
         if env in environ:
             raw[name] = (env, environ[env])
     for name, value in (overrides or {}).items():
-        if value is not None:
+        if value is not None and name != "workers":
             raw[name] = (f"--{name.replace('_', '-')}", value)
     values = {name: _coerce(name, setting, value) for name, (setting, value) in raw.items()}
-    storage = parse_storage(_table(doc, "retention", "config [retention]"),
-                            _table(doc, "database", "config [database]"))  # fmt: skip
+    database = _table(doc, "database", "config [database]")
+    scale, scale_sources = scale_from(server, database, environ)
+    if (overrides or {}).get("workers") is not None:
+        scale = replace(scale, workers=parse_workers("--workers", overrides["workers"]))
+        scale_sources["workers"] = "--workers"
+    storage = parse_storage(_table(doc, "retention", "config [retention]"), database)
     values |= {name: value for name, (_, value) in storage.items()}
     raw |= storage
     tiers = parse_tiers(_table(doc, "tiers", "config [tiers]"))
@@ -242,8 +189,9 @@ def load_settings(
         )
     return Settings(
         **values,
-        sources={name: setting for name, (setting, _) in raw.items()},
-        providers=_providers(environ, _table(doc, "providers", "config [providers]")),
+        sources={name: setting for name, (setting, _) in raw.items()} | scale_sources,
+        scale=scale,
+        providers=parse_providers(environ, _table(doc, "providers", "config [providers]")),
         models=parse_models(_table(doc, "models", "config [models]")),
         tiers=tiers,
         routes=parse_routes(_table(doc, "routes", "config [routes]")),
@@ -327,72 +275,3 @@ def _coerce(name: str, setting: str, value: Any) -> Any:
             raise ConfigError(f"{setting}: the internal secret must be at least 16 characters")
         return None if value is None else str(value)
     raise ConfigError(f"{setting}: unknown setting")
-
-
-def _providers(
-    environ: Mapping[str, str], tables: Mapping[str, Any]
-) -> tuple[ProviderSettings, ...]:
-    found: dict[str, ProviderSettings] = {}
-    for name, (kind, key_envs, url_env, default_url) in BUILTIN_PROVIDERS.items():
-        table = tables.get(name, {})
-        envs = (table["api_key_env"],) if "api_key_env" in table else key_envs
-        key = next((environ[e] for e in map(str, envs) if environ.get(e)), None)
-        if key and table.get("enabled", True) is not False:
-            url = table.get("base_url") or environ.get(url_env) or default_url
-            found[name] = _provider(name, {**table, "kind": kind}, key, url)
-    for name, table in tables.items():
-        if name in BUILTIN_PROVIDERS:
-            continue
-        where = f"config [providers.{name}]"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: expected a table")
-        if "/" in name or not name.strip():
-            raise ConfigError(f"{where}: a provider name cannot be empty or contain '/'")
-        if table.get("enabled", True) is False:
-            continue
-        if "base_url" not in table:
-            raise ConfigError(f"{where}: base_url is required")
-        key_env = table.get("api_key_env")
-        key = environ.get(str(key_env)) if key_env else None
-        if key_env and not key:
-            raise ConfigError(f"{where}: api_key_env names {key_env!r}, which is not set")
-        found[name] = _provider(name, table, key, str(table["base_url"]))
-    return tuple(found.values())
-
-
-def _provider(name: str, table: Mapping[str, Any], key: str | None, url: str) -> ProviderSettings:
-    where = f"config [providers.{name}]"
-    unknown = set(table) - _PROVIDER_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
-    kind = table.get("kind", "openai-compatible")
-    if kind not in PROVIDER_KINDS:
-        raise ConfigError(
-            f"{where} kind: expected one of {', '.join(PROVIDER_KINDS)}, got {kind!r}"
-        )
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where} base_url: expected an http(s) URL, got {url!r}")
-    models = table.get("models", [])
-    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
-        raise ConfigError(f"{where} models: expected a list of model ids")
-    limits = {
-        k: parse_int(f"{where} {k}", table[k])
-        for k in ("max_connections", "pool_shards")
-        if k in table
-    }
-    if limits.get("max_connections", 1) < 1 or limits.get("pool_shards", 0) < 0:
-        raise ConfigError(f"{where}: max_connections must be at least 1, pool_shards at least 0")
-    timeouts = {
-        k: parse_seconds(f"{where} {k}", table[k])
-        for k in ("connect_timeout", "first_byte_timeout", "idle_timeout")
-        if k in table
-    }
-    return ProviderSettings(
-        name=name,
-        kind=kind,
-        base_url=url.rstrip("/"),
-        api_key=key,
-        models=tuple(models),
-        **limits,
-        **timeouts,
-    )

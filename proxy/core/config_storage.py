@@ -12,6 +12,7 @@ from typing import Any
 from .config_values import parse_int, parse_seconds
 from .errors import ConfigError
 
+SCALE_KEYS = ("url", "redis_url", "reclaim_after_seconds")
 # setting in the file -> (Settings field, smallest allowed, largest allowed)
 _RETENTION = {
     "usage_days": ("usage_days", 0, 100 * 366),  # 0: keep raw usage rows forever
@@ -38,6 +39,8 @@ def parse_storage(
                     raise ConfigError(f"{setting}: expected at least 0.1 seconds, got {value!r}")
                 found["retention_interval"] = (setting, seconds)
                 continue
+            if section == "database" and key in SCALE_KEYS:
+                continue  # read by config_scale
             if key not in known:
                 raise ConfigError(f"config [{section}]: unknown setting {key!r}")
             name, low, high = known[key]
