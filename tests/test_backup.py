@@ -146,7 +146,7 @@ def test_the_copy_is_one_snapshot_and_ends_under_constant_writes(tmp_path: Path)
     in_copy = query(tmp_path / "copy.db", "SELECT count(*) FROM usage")[0][0]
     assert verified.rows["usage"] == at_start == in_copy
     assert query(db, "SELECT count(*) FROM usage") == [(at_start + 3 * len(steps),)]
-    assert verified.problems == [] and verified.schema_version == 10
+    assert verified.problems == [] and verified.schema_version == 11
 
 
 async def test_backup_and_restore_refuse_what_they_cannot_do_safely(tmp_path: Path) -> None:

@@ -31,7 +31,6 @@ from ..routing.catalog import build_catalog
 from ..routing.sessions import Sessions
 from ..store import Migration, Store, StoreError, connect, migrate, pending_migrations
 from ..store.db import schema_version
-from ..store.ledger import release_holds
 from ..store.lock import DatabaseLock
 from ..upstream.cooldown import Cooldowns
 from ..upstream.documents import DocumentFetcher
@@ -78,6 +77,7 @@ class Services:
     _relay: Relay
     _documents: DocumentFetcher
     _limiter: RateLimiter
+    _wallets: Wallets
     _auth: KeyAuth
     _housekeeping: trio.CancelScope
 
@@ -87,11 +87,11 @@ class Services:
         await self._auth.start()
         self._documents.open()
         await self.identity.start()
-        released, amount = await self._store.write(release_holds)
-        if released:
+        released, amount = await self._wallets.start()
+        if released or amount:
             log.warning(
-                "released %d holds ($%s) left by a gateway process that stopped without "
-                "settling them; the usage of those requests is unknown",
+                "released %d holds and $%s of leases left by a gateway process that stopped "
+                "without settling them; the usage of those requests is unknown",
                 released,
                 format_usd(amount),
             )
@@ -103,6 +103,8 @@ class Services:
         """Stop background work, close upstream pools, let the writer commit what is queued."""
         self._housekeeping.cancel()
         self.retention.stop()
+        with trio.move_on_after(10):
+            await self._wallets.retire()
         await self._relay.aclose()
         await self._documents.aclose()
         await self.payments.aclose()
@@ -120,6 +122,7 @@ class Services:
         with self._housekeeping:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._limiter.housekeeping)
+                nursery.start_soon(self._wallets.run)
                 nursery.start_soon(self.metrics.watch_loop)
 
 
@@ -130,7 +133,8 @@ def build_services(settings: Settings) -> Services:
         wal_autocheckpoint=settings.wal_autocheckpoint,
         on_batch=metrics.batch_committed,
     )
-    wallets = Wallets(store)
+    scale = settings.scale
+    wallets = Wallets(store, reclaim_after=scale.reclaim_after, lease_idle=scale.lease_idle)
     tokens = TokenCounter()
     catalog = build_catalog(settings)
     relay = Relay(
@@ -198,6 +202,7 @@ def build_services(settings: Settings) -> Services:
         _relay=relay,
         _documents=documents,
         _limiter=limiter,
+        _wallets=wallets,
         _auth=auth,
         _housekeeping=trio.CancelScope(),
     )

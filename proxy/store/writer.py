@@ -97,9 +97,7 @@ class Store:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open and migrate the database, then commit jobs until `close()` drains them."""
         self._writer_conn = await trio.to_thread.run_sync(self._open_writer)
-        readers = [
-            await trio.to_thread.run_sync(self._connect) for _ in range(self._reader_count)
-        ]
+        readers = [await trio.to_thread.run_sync(self._connect) for _ in range(self._reader_count)]
         for conn in readers:
             self._free_readers.send_nowait(conn)
         task_status.started()
