@@ -131,7 +131,7 @@ class Wallets:
             free = (await self._store.read(store_leases.free_balances, [key_id])).get(key_id)
             if free is None:
                 raise KeyError(key_id)
-            wallet = self._wallets.setdefault(key_id, Wallet())
+            wallet = self._wallets.setdefault(key_id, Wallet(used_at=trio.current_time()))
             wallet.free = free
         return wallet.available + max(0, wallet.free or 0)
 
@@ -141,6 +141,7 @@ class Wallets:
         """Hold what `plan(available)` asks for; `plan` raises 402 when it is too little."""
         self._check_may_spend()
         wallet = self._wallets.setdefault(key_id, Wallet())
+        wallet.used_at = trio.current_time()  # not idle while this request needs it
         for _ in range(MAX_TAKES):  # lease more, while the store has more to lease
             try:
                 if plan(wallet.available).roomy:
@@ -279,7 +280,7 @@ class Wallets:
             idle = wallet.holds == 0 and now - wallet.used_at > self._lease_idle
             if wallet.taking is None and (idle or wallet.exact):
                 self._give_back(key_id, wallet, wallet.available)
-            if idle and wallet.lease == 0 and wallet.pending == 0:
+            if idle and wallet.taking is None and wallet.lease == 0 and wallet.pending == 0:
                 del self._wallets[key_id]
 
     # -- the books -----------------------------------------------------------------------
