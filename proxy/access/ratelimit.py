@@ -42,7 +42,7 @@ def limit_store(settings: Settings) -> LimitStore:
     of its workers, else this process's memory."""
     scale = settings.scale
     if scale.redis_url:
-        from .redis_limits import RedisLimits  # coredis is imported only by who uses it
+        from .redis_limits import RedisLimits  # redis-py is imported only by who uses it
 
         return RedisLimits(
             scale.redis_url, reclaim_after=scale.reclaim_after, heartbeat=scale.heartbeat

@@ -1,7 +1,10 @@
 """Limits, stream counts and cooldowns in Redis, for gateways on several machines.
 
 A key's GCRA time is one Redis string changed by one Lua script (`redis_scripts`, sent
-with EVALSHA and loaded again on NOSCRIPT by coredis). A key's streams are a hash with a
+with EVALSHA and loaded again on NOSCRIPT by redis-py's `Script`). The client is
+redis-py's sync one, each call in a worker thread (`trio.to_thread`, at most `THREADS` at
+once): measured against coredis on trio (ops/bench/limits_bench.py) it made more calls a
+second for less CPU each. A key's streams are a hash with a
 field per process; each process renews its place in a sorted set of the living with a
 heartbeat, and the script that opens a stream drops the counts of processes that stopped
 renewing it, so a dead gateway's streams are freed after `reclaim_after`. An upstream's
@@ -17,6 +20,7 @@ request that needs it gets a 503 (`ServiceUnavailable`); cooldowns keep their la
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -26,10 +30,11 @@ import time
 from collections import Counter
 from typing import Any
 
-import anyio
-import coredis
+import redis
 import trio
-from coredis.exceptions import RedisError
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from ..core.errors import ServiceUnavailable
 from . import redis_scripts as lua
@@ -39,6 +44,7 @@ log = logging.getLogger("tokenroute.limits")
 PREFIX = "tokenroute:"
 OWNERS = PREFIX + "owners"
 TIMEOUT = 1.0  # seconds for one Redis call, connecting included
+THREADS = 16  # Redis calls at once (each in a worker thread, on its own connection)
 READ_EVERY = 0.5  # seconds between readings of the cooldowns
 COOL_RETAIN_MS = 3_600_000  # a cooldown is kept this long past its end, for its probe
 
@@ -56,6 +62,7 @@ class RedisLimits:
         self._ttl_ms = round(reclaim_after * 1000)
         self._beat_every = heartbeat
         self._scripts: dict[str, Any] = {}
+        self._threads = trio.CapacityLimiter(THREADS)
         self._local: Counter[str] = Counter()  # open streams here, per key's Redis name
         self._opening: Counter[str] = Counter()  # opens on their way to Redis
         self._closing: Counter[str] = Counter()  # decrements not sent yet
@@ -130,18 +137,23 @@ class RedisLimits:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, then send queued writes, heartbeats and cooldown readings until
         cancelled."""
-        async with coredis.Redis.from_url(
-            self._url, connect_timeout=TIMEOUT, stream_timeout=TIMEOUT
-        ) as client:
-            scripts = (lua.GCRA, lua.OPEN_STREAM, lua.CLOSE_STREAMS, lua.HEARTBEAT, lua.LEAVE,
-                       lua.COOL, lua.CLEAR, lua.READ_COOLDOWNS)  # fmt: skip
-            self._scripts = {source: client.register_script(source) for source in scripts}
-            try:
-                await self._beat()
-                task_status.started()
-                await self._sync()
-            finally:
-                self._scripts = {}
+        client = redis.Redis.from_url(
+            self._url,
+            socket_timeout=TIMEOUT,
+            socket_connect_timeout=TIMEOUT,
+            retry=Retry(NoBackoff(), 1),  # once at once: a connection Redis closed
+            max_connections=THREADS + 2,
+        )
+        scripts = (lua.GCRA, lua.OPEN_STREAM, lua.CLOSE_STREAMS, lua.HEARTBEAT, lua.LEAVE,
+                   lua.COOL, lua.CLEAR, lua.READ_COOLDOWNS)  # fmt: skip
+        self._scripts = {source: client.register_script(source) for source in scripts}
+        try:
+            await self._beat()
+            task_status.started()
+            await self._sync()
+        finally:
+            self._scripts = {}
+            client.close()  # closes idle connections; a thread still calling keeps its own
 
     async def aclose(self) -> None:
         """Before `run` is cancelled: send what is queued, and leave (this process's
@@ -229,10 +241,10 @@ class RedisLimits:
         if script is None:
             self._warn("Redis limits: not connected yet")
             raise RedisDown
+        call = functools.partial(script, keys=keys, args=args)
         try:
-            with trio.fail_after(TIMEOUT * 2):
-                return await script(keys, args)
-        except (RedisError, OSError, trio.TooSlowError, anyio.ClosedResourceError) as exc:
+            return await trio.to_thread.run_sync(call, limiter=self._threads)
+        except (RedisError, OSError) as exc:
             self._warn("Redis limits: %s: %s", type(exc).__name__, exc)
             raise RedisDown from exc
 
