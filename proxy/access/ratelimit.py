@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import trio
 
 from ..core.config import Settings
-from ..core.errors import RateLimited, ServiceUnavailable
+from ..core.errors import ConfigError, RateLimited, ServiceUnavailable
 from ..store import KeyRecord
 from .limit_store import LimitStore, MemoryLimits
 from .machine_limits import MachineLimits
@@ -48,7 +48,11 @@ def limit_store(settings: Settings) -> LimitStore:
             scale.redis_url, reclaim_after=scale.reclaim_after, heartbeat=scale.heartbeat
         )
     if settings.worker is not None:
-        state = SharedState.open(settings.worker.shared_state, settings.worker.index)
+        worker = settings.worker
+        try:
+            state = SharedState.open(worker.shared_state, worker.index)
+        except (OSError, ValueError) as exc:  # the supervisor makes it before its workers
+            raise ConfigError(f"the workers' shared table {worker.shared_state}: {exc}") from exc
         return MachineLimits(state)
     return MemoryLimits()
 
