@@ -65,7 +65,7 @@ async def gateways(
 
 
 async def test_a_keys_rate_holds_across_gateways(redis_url: str) -> None:
-    rps, burst, window = 100.0, 20, 2.0
+    rps, burst, window = 100.0, 40, 2.0
     key = _key("key-rate", rps=rps, burst=burst)
     async with gateways(redis_url, 2) as stores:
         limiters = [RateLimiter(Settings(), store) for store in stores]

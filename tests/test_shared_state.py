@@ -36,7 +36,7 @@ def table(tmp_path: Path) -> tuple[Path, SharedState]:
 
 def test_a_keys_rate_holds_across_processes(table: tuple[Path, SharedState]) -> None:
     path, _ = table
-    rps, burst, window = 400.0, 40, 2.0
+    rps, burst, window = 400.0, 100, 2.0  # the burst covers a busy machine's short stalls
     start = time.monotonic() + 2.0  # every worker is up and spinning by then
     with SPAWN.Pool(WORKERS) as pool:
         counts = pool.starmap(
