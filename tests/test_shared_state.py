@@ -108,7 +108,7 @@ def test_clear_worker_frees_a_dead_workers_streams(table: tuple[Path, SharedStat
     dead.start()
     dead.join(20)
     assert dead.exitcode == -signal.SIGKILL
-    state = SharedState.open(path, 0)
+    state = SharedState.open(supervisor.path, 0)  # the path the supervisor hands its workers
     assert state.streams("key-d") == 3
     assert state.open_stream("key-d", 3) == (False, 3)  # the dead worker's still count
     supervisor.clear_worker(2)

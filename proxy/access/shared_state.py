@@ -57,7 +57,8 @@ def digest(kind: bytes, name: str) -> bytes:
 class SharedState:
     """One worker's (or the supervisor's) view of the mapped table."""
 
-    def __init__(self, fd: int, worker: int | None) -> None:
+    def __init__(self, path: Path, fd: int, worker: int | None) -> None:
+        self.path = path  # what the supervisor hands its workers (`WorkerRole.shared_state`)
         self._fd = fd
         size = os.fstat(fd).st_size
         if size < HEADER_SIZE:
@@ -103,14 +104,14 @@ class SharedState:
             os.close(fd)
             scratch.unlink(missing_ok=True)
             raise
-        return cls(fd, None)
+        return cls(path, fd, None)
 
     @classmethod
     def open(cls, path: Path, worker: int) -> SharedState:
         """Worker `worker` (0 to workers - 1) on the supervisor's table."""
         fd = os.open(path, os.O_RDWR)
         try:
-            return cls(fd, worker)
+            return cls(Path(path), fd, worker)
         except BaseException:
             os.close(fd)
             raise
