@@ -5,6 +5,7 @@ package and `proxy.core`, never the store, the upstream relay or the money
 internals: every rule lives here once.
 """
 
+from ..access.shared_state import SharedState
 from ..core.chat import Chunks, StreamDone, StreamEvent, StreamFailed
 from ..providers.anthropic_in import stop_reason
 from ..store import KeyRecord, Migration, UsageRecord, UserRecord
@@ -29,6 +30,7 @@ from .payments import PaymentService
 from .processes import reclaim_worker, startup_reclaim
 from .reports import ReportService, settings_table
 from .status import StatusService
+
 
 __all__ = [
     "AccountService",
@@ -57,6 +59,7 @@ __all__ = [
     "Redirect",
     "ReportService",
     "Services",
+    "SharedState",
     "StatusService",
     "StreamDone",
     "StreamEvent",
