@@ -1,9 +1,10 @@
 """Serving the app under Hypercorn's trio worker in this process.
 
-One process, one event loop: no master/worker pair. SIGTERM or SIGINT starts a
-graceful shutdown: stop accepting, let in-flight requests (long streams
-included) finish for `shutdown_grace` seconds, then cancel them; their usage is
-still recorded before the store closes.
+One process, one event loop. SIGTERM or SIGINT starts a graceful shutdown: stop
+accepting, let in-flight requests (long streams included) finish for `shutdown_grace`
+seconds, then cancel them; their usage is still recorded before the store closes.
+A worker of `serve --workers N` runs the same, on the listening sockets its supervisor
+bound and handed down (`fd://`), and the supervisor forwards it the signal.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ DRAIN_MARGIN = 5.0  # seconds for cut streams to send their error event and usag
 
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    shared = settings.worker.listen_fd if settings.worker else None
+    config.bind = [f"fd://{shared}" if shared is not None else f"{settings.host}:{settings.port}"]
     # Our own drain ends streams at `shutdown_grace`; Hypercorn's cancel is the backstop.
     config.graceful_timeout = settings.shutdown_grace + DRAIN_MARGIN
     config.backlog = 2048
@@ -43,7 +45,8 @@ def hypercorn_config(settings: Settings) -> Config:
 def metrics_config(settings: Settings) -> Config:
     """The `[metrics] listen` listener's: one address, no access log, a short drain."""
     config = Config()
-    config.bind = [str(settings.metrics.listen)]
+    shared = settings.worker.metrics_fd if settings.worker else None
+    config.bind = [f"fd://{shared}" if shared is not None else str(settings.metrics.listen)]
     config.graceful_timeout = 1.0
     config.accesslog = None
     config.errorlog = logging.getLogger("tokenroute.server")
