@@ -1,11 +1,13 @@
 """The supervisor's listening sockets: bound and listening once, inherited by every worker.
 
-One socket (one accept queue) for all the workers rather than one per worker with
-`SO_REUSEPORT`: measured on the 2-core VM it spreads connections as evenly and serves
-as fast (ops/bench/RESULTS.md), a connection waiting in the queue is served by whichever
-worker is free instead of being tied to one that is busy, dies or restarts, and no other
-process can bind the same port by mistake and take a share of the traffic. A port that
-cannot be bound is one line, before any worker starts.
+One socket (one accept queue) for all the workers rather than one each with
+`SO_REUSEPORT`, by measurement (ops/bench/RESULTS.md, 2026-12-02): as fast under
+keep-alive load, 11-24 % faster with a connection per request, because a waiting
+connection is taken by whichever worker is free instead of being hashed to one that may
+be busy. Connections queued while a worker dies or restarts are served by the others,
+and a second gateway on the same port gets "Address already in use" instead of half the
+traffic. The cost: connections that arrive together on idle workers split less evenly.
+A port that cannot be bound is one line, before any worker starts.
 """
 
 from __future__ import annotations
