@@ -20,7 +20,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
-from .app import asgi_app, create_app, metrics_asgi_app, services_of
+from .app import asgi_app, create_app, metrics_asgi_app, services_of, started
 from .core.config import Settings
 from .core.logs import event
 
@@ -113,6 +113,8 @@ async def serve(
             nursery.cancel_scope.cancel()
 
         binds = await nursery.start(run)
+        if not started(app):  # its start failed: the error is on its way; never say "serving"
+            await trio.sleep_forever()
         services.identity.serving_at(binds[0])
         log.info("serving", extra=event("start", listen=binds, version=version("tokenroute")))
         task_status.started(binds)
