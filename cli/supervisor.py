@@ -136,11 +136,13 @@ class Supervisor:
             served = True
             young = trio.current_time() - started < YOUNG
             backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, backoff * 2)) if young else 0.0
+            why = f" ({ended.error})" if ended.error else ""
             log.warning(
-                "worker %d (pid %d) %s; restarting it in %.1f s",
-                index, ended.pid, _how(ended.returncode), backoff,
+                "worker %d (pid %d) %s%s; restarting it in %.1f s",
+                index, ended.pid, _how(ended.returncode), why, backoff,
                 extra=event("worker", worker=index, pid=ended.pid, action="died",
-                            **_exit_fields(ended.returncode), restart_in=backoff),
+                            **_exit_fields(ended.returncode), error=ended.error,
+                            restart_in=backoff),
             )  # fmt: skip
             await self._reclaim(index, ended.pid, shared)
             with trio.move_on_after(backoff):
@@ -188,7 +190,8 @@ class Supervisor:
             listen = f"{self._settings.host}:{self._settings.port}"
             log.info(
                 "serving on %s with %d workers", listen, self._count,
-                extra=event("start", listen=listen, workers=self._count, pid=os.getpid()),
+                extra=event("start", listen=listen, workers=self._count, pid=os.getpid(),
+                            run_dir=str(self._run_dir)),
             )  # fmt: skip
 
     async def _reclaim(self, index: int, pid: int, shared: SharedState) -> None:
@@ -224,9 +227,10 @@ class Supervisor:
             async for signum in signals:
                 name = signal.Signals(signum).name
                 again = self._stopping.is_set() and self._failure is None
+                count = len(self._running)
                 log.info(
-                    "received %s: %s it to %d workers", name,
-                    "forwarding again" if again else "forwarding", len(self._running),
+                    "received %s%s: forwarding it to %d worker%s", name, " again" if again else "",
+                    count, "" if count == 1 else "s",
                     extra=event("shutdown", signal=name, phase="forced" if again else "draining"),
                 )  # fmt: skip
                 self._stop(signal.Signals(signum))

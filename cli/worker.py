@@ -95,7 +95,7 @@ def main() -> int:
 
     import trio
 
-    from .process import configure_logging, startup_failure
+    from .process import configure_logging, first_leaf, startup_failure
 
     listener = configure_logging(settings)
 
@@ -109,7 +109,7 @@ def main() -> int:
         trio.run(_run, settings, status, stop_now)
     except Exception as error:  # every failure is one line, never a traceback
         failure = startup_failure(error, settings)
-        message = str(failure) if failure else f"unexpected error: {error!r}"
+        message = str(failure) if failure else f"unexpected error: {first_leaf(error)!r}"
         code = failure.code if failure else EXIT_SERVER
         if not status.sent:  # the supervisor says it, once for all the workers
             status.send(error=message, code=code)
@@ -153,4 +153,6 @@ async def _watch_supervisor(stop_now: Callable[[], None]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)  # all is closed and written: skip tearing down a large heap (~0.5 s)
