@@ -34,12 +34,13 @@ import trio
 
 from proxy.core.config import Settings
 from proxy.core.config_scale import WorkerRole
+from proxy.core.errors import ConfigError
 from proxy.core.logs import event
 from proxy.server import DRAIN_MARGIN
 from proxy.services import SharedState, reclaim_worker, startup_reclaim
 
 from .listeners import Listeners, bind_listeners
-from .output import EXIT_USER, UserFacingError
+from .output import EXIT_SERVER, EXIT_USER, UserFacingError
 from .worker import encode_settings, parse_status
 
 log = logging.getLogger("tokenroute.supervisor")
@@ -84,15 +85,15 @@ class Supervisor:
         self._running: dict[int, trio.Process] = {}
         self._stopping = trio.Event()
         self._signal = signal.SIGTERM  # what the workers are sent to stop
-        self._failure: Ended | None = None  # a worker's first start failed: the gateway stops
+        self._failure: UserFacingError | None = None  # why the gateway could not start
         self._ready = 0
 
     async def run(self) -> int:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._forward_signals)
             nursery.start_soon(self._backstop)
-            if not self._stopping.is_set():
-                shared = await self._prepare()
+            shared = await self._prepare()
+            if shared is not None:
                 try:
                     async with trio.open_nursery() as workers:
                         for index in range(self._count):
@@ -101,21 +102,33 @@ class Supervisor:
                     shared.close()
             nursery.cancel_scope.cancel()  # every worker is gone: nothing left to forward to
         if self._failure is not None:
-            raise UserFacingError(self._failure.error or "", self._failure.code)
+            raise self._failure
         log.info("stopped", extra=event("shutdown", phase="stopped"))
         return 0
 
-    async def _prepare(self) -> SharedState:
-        """The start-up work, once, before any worker runs."""
-        await trio.to_thread.run_sync(startup_reclaim, self._settings)
-        return SharedState.create(self._run_dir / "shared", workers=self._count)
+    async def _prepare(self) -> SharedState | None:
+        """The start-up work, once, before any worker runs (None: the gateway stops)."""
+        try:
+            await trio.to_thread.run_sync(startup_reclaim, self._settings)
+            shared = SharedState.create(self._shared_path, workers=self._count)
+        except (ConfigError, OSError) as error:
+            self._failure = UserFacingError(str(error))
+            return None
+        if self._stopping.is_set():  # a signal came meanwhile
+            shared.close()
+            return None
+        return shared
 
-    def _role(self, index: int, shared: SharedState) -> WorkerRole:
+    @property
+    def _shared_path(self) -> Path:
+        return self._run_dir / "shared"
+
+    def _role(self, index: int) -> WorkerRole:
         metrics = self._listeners.metrics
         return WorkerRole(
             index,
             self._count,
-            shared.path,
+            self._shared_path,
             listen_fd=self._listeners.main.fileno(),
             metrics_fd=metrics.fileno() if metrics is not None else None,
         )
@@ -123,7 +136,7 @@ class Supervisor:
     async def _keep(self, index: int, shared: SharedState) -> None:
         """Run worker `index`, and again each time it dies, until the gateway stops."""
         backoff, served = 0.0, False
-        settings = replace(self._settings, worker=self._role(index, shared))
+        settings = replace(self._settings, worker=self._role(index))
         while not self._stopping.is_set():
             started = trio.current_time()
             ended = await self._run_once(index, settings, restart=served)
@@ -144,19 +157,23 @@ class Supervisor:
                             **_exit_fields(ended.returncode), error=ended.error,
                             restart_in=backoff),
             )  # fmt: skip
-            await self._reclaim(index, ended.pid, shared)
+            if ended.pid:  # 0: no process was started
+                await self._reclaim(index, ended.pid, shared)
             with trio.move_on_after(backoff):
                 await self._stopping.wait()
 
     async def _run_once(self, index: int, settings: Settings, *, restart: bool) -> Ended:
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-P", "-m", "cli.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            pass_fds=self._listeners.fds(),
-            process_group=0,  # a terminal's Ctrl-C reaches it through us, once
-            env=_worker_env(),
-        )
+        try:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-P", "-m", "cli.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=self._listeners.fds(),
+                process_group=0,  # a terminal's Ctrl-C reaches it through us, once
+                env=_worker_env(),
+            )
+        except OSError as error:  # out of processes or descriptors: like a worker that died
+            return Ended(0, 1, False, f"cannot start a worker process: {error}", EXIT_SERVER)
         assert process.stdin is not None and process.stdout is not None
         self._running[index] = process
         if self._stopping.is_set():
@@ -208,7 +225,7 @@ class Supervisor:
     def _fail(self, index: int, ended: Ended) -> None:
         if self._failure is None:
             error = ended.error or f"worker {index} {_how(ended.returncode)} before it served"
-            self._failure = replace(ended, error=error)
+            self._failure = UserFacingError(error, ended.code)
         self._stop(signal.SIGTERM)
 
     def _stop(self, signum: signal.Signals) -> None:
