@@ -306,3 +306,74 @@ async def test_a_setting_only_a_worker_can_check_is_one_line(tmp_path: Path) -> 
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and 'models."local/llama"' in errors[0], done.stderr
     assert errors[0].startswith("tokenroute: error: ")
+
+
+ONE = """# HELP tokenroute_requests Requests.
+# TYPE tokenroute_requests counter
+tokenroute_requests_total{route="chat",status="200"} 3.0
+# HELP tokenroute_request_duration_seconds Time.
+# TYPE tokenroute_request_duration_seconds histogram
+tokenroute_request_duration_seconds_bucket{route="chat",le="0.1"} 1.0
+tokenroute_request_duration_seconds_bucket{route="chat",le="+Inf"} 3.0
+tokenroute_request_duration_seconds_count{route="chat"} 3.0
+tokenroute_request_duration_seconds_sum{route="chat"} 0.5
+# HELP tokenroute_upstream_state State.
+# TYPE tokenroute_upstream_state gauge
+tokenroute_upstream_state{upstream="m",state="healthy"} 1.0
+tokenroute_upstream_state{upstream="m",state="cooling"} 0.0
+# HELP tokenroute_active_streams Streams open now.
+# TYPE tokenroute_active_streams gauge
+tokenroute_active_streams 2.0
+# HELP process_start_time_seconds Start.
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds 200.0
+"""
+OTHER = """# HELP tokenroute_requests Requests.
+# TYPE tokenroute_requests counter
+tokenroute_requests_total{route="chat",status="200"} 4.0
+tokenroute_requests_total{route="chat",status="429"} 1.0
+# HELP tokenroute_request_duration_seconds Time.
+# TYPE tokenroute_request_duration_seconds histogram
+tokenroute_request_duration_seconds_bucket{route="chat",le="0.1"} 4.0
+tokenroute_request_duration_seconds_bucket{route="chat",le="+Inf"} 4.0
+tokenroute_request_duration_seconds_count{route="chat"} 4.0
+tokenroute_request_duration_seconds_sum{route="chat"} 0.25
+# HELP tokenroute_upstream_state State.
+# TYPE tokenroute_upstream_state gauge
+tokenroute_upstream_state{upstream="m",state="healthy"} 0.0
+tokenroute_upstream_state{upstream="m",state="cooling"} 1.0
+# HELP tokenroute_active_streams Streams open now.
+# TYPE tokenroute_active_streams gauge
+tokenroute_active_streams 5.0
+# HELP process_start_time_seconds Start.
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds 100.0
+"""
+
+
+def test_merged_adds_amounts_and_keeps_the_worst_state() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from proxy.services.metrics_export import merged
+
+    families = merged(text_string_to_metric_families(ONE), [OTHER.encode()])
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+    chat = (("route", "chat"),)
+    assert got["tokenroute_requests_total", (*chat, ("status", "200"))] == 7
+    assert got["tokenroute_requests_total", (*chat, ("status", "429"))] == 1  # one worker's
+    assert got["tokenroute_request_duration_seconds_bucket", (("le", "0.1"), *chat)] == 5
+    assert got["tokenroute_request_duration_seconds_bucket", (("le", "+Inf"), *chat)] == 7
+    assert got["tokenroute_request_duration_seconds_count", chat] == 7
+    assert got["tokenroute_request_duration_seconds_sum", chat] == 0.75
+    assert got["tokenroute_active_streams", ()] == 7
+    cooling = (("state", "cooling"), ("upstream", "m"))
+    healthy = (("state", "healthy"), ("upstream", "m"))
+    assert (
+        got["tokenroute_upstream_state", cooling],
+        got["tokenroute_upstream_state", healthy],
+    ) == (1, 1)
+    assert got["process_start_time_seconds", ()] == 100  # the earliest
+    assert got["tokenroute_workers_scraped", ()] == 2
+    kinds = {f.name: f.type for f in families}
+    assert kinds["tokenroute_requests"] == "counter"
+    assert kinds["tokenroute_request_duration_seconds"] == "histogram"
