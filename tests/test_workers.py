@@ -21,11 +21,12 @@ from typing import Any
 
 import httpx2 as httpx
 import orjson
+import pytest
 import trio
 
 from tests.cli_helpers import run_cli
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.process_helpers import create_key, process_env, serving, wait_until
+from tests.process_helpers import create_key, free_port, process_env, serving, wait_until
 from tests.test_shutdown import read_stream, usage_rows
 
 SECRET = "s" * 32
@@ -107,7 +108,10 @@ async def test_two_workers_share_the_port_and_metrics_count_the_whole_gateway(
     db, env, log = str(tmp_path / "gw.db"), workers_env(fake_openai), tmp_path / "gw.log"
     key = await unlimited_key(db, env)
     auth = {"authorization": f"Bearer {key['raw']}"}
-    async with serving(db, env, log, "--workers", "2") as (process, url):
+    listen = f"http://127.0.0.1:{free_port()}"  # [metrics] listen: bound once, any worker answers
+    config = tmp_path / "c.toml"
+    config.write_text(f'[metrics]\nlisten = "{listen.removeprefix("http://")}"\n')
+    async with serving(db, env, log, "--workers", "2", "--config", str(config)) as (process, url):
         pids = await both_started(log)
         assert sorted(pids) == [0, 1] and len(set(pids.values())) == 2
         assert process.pid not in pids.values()  # the supervisor serves nothing itself
@@ -139,6 +143,10 @@ async def test_two_workers_share_the_port_and_metrics_count_the_whole_gateway(
             if len(served_by(log, "/metrics")) == 2:
                 break
         assert sorted(served_by(log, "/metrics")) == [0, 1]
+
+        replies = await on_new_connections(listen, 8, lambda c: c.get("/metrics"))
+        assert {samples(r.text, "tokenroute_requests_total") for r in replies} == {sent}
+        assert {samples(r.text, "tokenroute_workers_scraped") for r in replies} == {2}
 
         for route in ("/healthz", "/readyz"):  # answered by either worker
             replies = await on_new_connections(url, 8, lambda c, r=route: c.get(r))
@@ -239,8 +247,9 @@ async def test_sigterm_lets_streams_on_both_workers_finish_then_exits_0(
     assert sorted(r.get("worker", -1) for r in draining) == [-1, 0, 1]  # supervisor, 2 workers
 
 
-async def test_a_second_sigterm_is_forwarded_and_ends_the_drain(
-    tmp_path: Path, fake_openai: FakeOpenAI
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_second_signal_is_forwarded_and_ends_the_drain(
+    tmp_path: Path, fake_openai: FakeOpenAI, signum: signal.Signals
 ) -> None:
     fake_openai.chunk_delay = 0.2
     fake_openai.words = [f" w{i}" for i in range(300)]  # a minute: far past the test
@@ -253,17 +262,36 @@ async def test_a_second_sigterm_is_forwarded_and_ends_the_drain(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_stream_until_cut, url, key["raw"], lines, first)
             await first.wait()
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signum)
             await wait_until(lambda: len([r for r in log_lines(log) if r.get("phase") == "draining"
                                           and "worker" in r]) == 2, 10)  # fmt: skip
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signum)
             with trio.fail_after(10):  # not the 60 s grace
-                await process.wait()
+                assert await process.wait() == 0
     forced = [r for r in log_lines(log) if r.get("phase") == "forced"]
-    assert len(forced) == 1 and forced[0]["msg"].startswith("received SIGTERM again: forwarding")
-    # the worker with the stream was still draining: the second SIGTERM ended it at once
-    assert "SIGTERM" in {r.get("signal") for r in supervisor_events(log, "stopped")}
+    assert len(forced) == 1
+    assert forced[0]["msg"].startswith(f"received {signum.name} again: forwarding")
+    # the worker with the stream was still draining: the second signal ended it at once
+    assert signum.name in {r.get("signal") for r in supervisor_events(log, "stopped")}
     assert b"data: [DONE]" not in lines
+    assert "Traceback" not in log.read_text()
+
+
+async def test_a_killed_supervisor_takes_its_workers_with_it(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """SIGKILL stops the whole gateway at once, as it stops one process: no orphan serves on."""
+    db, env, log = str(tmp_path / "gw.db"), workers_env(fake_openai), tmp_path / "gw.log"
+    await create_key(db, env)
+    async with serving(db, env, log, "--workers", "2") as (process, _):
+        pids = await both_started(log)
+        process.kill()
+        await process.wait()
+        await wait_until(
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids.values()), 10
+        )
+    orphaned = [r for r in log_lines(log) if r.get("phase") == "orphaned"]
+    assert sorted(r["worker"] for r in orphaned) == [0, 1]
 
 
 async def read_stream_until_cut(url: str, raw: str, lines: list[bytes], first: trio.Event) -> None:
@@ -377,3 +405,17 @@ def test_merged_adds_amounts_and_keeps_the_worst_state() -> None:
     kinds = {f.name: f.type for f in families}
     assert kinds["tokenroute_requests"] == "counter"
     assert kinds["tokenroute_request_duration_seconds"] == "histogram"
+
+
+def test_a_workers_lines_say_which_worker_wrote_them() -> None:
+    import logging
+
+    from proxy.core.logs import HumanFormatter, JsonFormatter, event
+
+    record = logging.LogRecord("tokenroute", logging.INFO, __file__, 1, "serving", None, None)
+    record.__dict__.update(event("start", port=8080))
+    line = orjson.loads(JsonFormatter(1).format(record))
+    assert (line["worker"], line["event"], line["port"]) == (1, "start", 8080)
+    assert "worker" not in orjson.loads(JsonFormatter().format(record))  # the supervisor's
+    assert " INFO [worker 1] tokenroute serving port=8080" in HumanFormatter(1).format(record)
+    assert "[worker" not in HumanFormatter().format(record)
