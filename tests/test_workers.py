@@ -54,6 +54,15 @@ def served_by(log: Path, route: str) -> dict[int, int]:
     return counts
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie no parent reaped yet is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
+
+
 def workers_env(fake: FakeOpenAI, grace: float = 20) -> dict[str, str]:
     return {**process_env(fake, grace), "TOKENROUTE_LOG_FORMAT": "json",
             "TOKENROUTE_INTERNAL_SECRET": SECRET}  # fmt: skip
@@ -287,9 +296,7 @@ async def test_a_killed_supervisor_takes_its_workers_with_it(
         pids = await both_started(log)
         process.kill()
         await process.wait()
-        await wait_until(
-            lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids.values()), 10
-        )
+        await wait_until(lambda: not any(alive(pid) for pid in pids.values()), 10)
     orphaned = [r for r in log_lines(log) if r.get("phase") == "orphaned"]
     assert sorted(r["worker"] for r in orphaned) == [0, 1]
 
