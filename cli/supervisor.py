@@ -83,10 +83,10 @@ class Supervisor:
         self._count = settings.scale.worker_count()
         self._run_dir = run_dir
         self._running: dict[int, trio.Process] = {}
+        self._serving: set[int] = set()  # pids that said ready: their signals are their own
         self._stopping = trio.Event()
-        self._signal = signal.SIGTERM  # what the workers are sent to stop
         self._failure: UserFacingError | None = None  # why the gateway could not start
-        self._ready = 0
+        self._first_starts = 0
 
     async def run(self) -> int:
         async with trio.open_nursery() as nursery:
@@ -177,17 +177,19 @@ class Supervisor:
         assert process.stdin is not None and process.stdout is not None
         self._running[index] = process
         if self._stopping.is_set():
-            process.send_signal(self._signal)
+            process.send_signal(signal.SIGTERM)
         try:
             with contextlib.suppress(trio.BrokenResourceError):  # died already: see its code
                 await process.stdin.send_all(encode_settings(settings))
             status = parse_status(await _read_line(process.stdout))
             ready = "ready" in status
             if ready:
+                self._serving.add(process.pid)
                 self._started(index, process.pid, restart)
             await process.wait()
         finally:
             del self._running[index]
+            self._serving.discard(process.pid)
             await process.stdin.aclose()  # only now: its end tells a worker we are gone
             await process.stdout.aclose()
         assert process.returncode is not None
@@ -202,8 +204,8 @@ class Supervisor:
             log.warning("worker %d restarted (pid %d)", index, pid, extra=fields)
             return
         log.info("worker %d started (pid %d)", index, pid, extra=fields)
-        self._ready += 1
-        if self._ready == self._count:
+        self._first_starts += 1
+        if self._first_starts == self._count:
             listen = f"{self._settings.host}:{self._settings.port}"
             log.info(
                 "serving on %s with %d workers", listen, self._count,
@@ -229,14 +231,14 @@ class Supervisor:
         self._stop(signal.SIGTERM)
 
     def _stop(self, signum: signal.Signals) -> None:
-        """Forward `signum` to every worker; the first time, stop restarting them too."""
+        """Forward `signum` to every worker (SIGTERM to one still starting: it has nothing to
+        drain, and it ends quietly); the first time, stop restarting them too."""
         if not self._stopping.is_set():
-            self._signal = signum
             self._stopping.set()
             self._listeners.close()  # new connections are refused once the workers close theirs
         for process in self._running.values():
             if process.returncode is None:
-                process.send_signal(signum)
+                process.send_signal(signum if process.pid in self._serving else signal.SIGTERM)
 
     async def _forward_signals(self, task_status: trio.TaskStatus[None]) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -18,16 +18,16 @@ import pickle
 import signal
 import sys
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import orjson
+import trio
+
+from proxy.core.config import Settings
+from proxy.server import serve
 
 from .output import EXIT_SERVER
-
-if TYPE_CHECKING:
-    import trio
-
-    from proxy.core.config import Settings
+from .process import configure_logging, first_leaf, startup_failure
 
 log = logging.getLogger("tokenroute")
 
@@ -85,18 +85,14 @@ class Status:
 
 
 def main() -> int:
-    # SIGINT only ever comes from the supervisor (we run in our own process group): the
-    # first one drains (`proxy.server.wait_for_signal`), a second one ends us at once,
-    # as a second SIGTERM does, never with a KeyboardInterrupt traceback.
+    # SIGINT comes from the supervisor once we serve (we run in our own process group, and
+    # a worker still starting is sent SIGTERM): the first one drains
+    # (`proxy.server.wait_for_signal`), a second one ends us at once, as a second SIGTERM
+    # does, never with a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     status = Status(os.fdopen(os.dup(1), "wb", buffering=0))
     os.dup2(2, 1)
     settings = decode_settings(sys.stdin.buffer)
-
-    import trio
-
-    from .process import configure_logging, first_leaf, startup_failure
-
     listener = configure_logging(settings)
 
     def stop_now() -> None:
@@ -123,8 +119,6 @@ def main() -> int:
 
 
 async def _run(settings: Settings, status: Status, stop_now: Callable[[], None]) -> None:
-    import trio
-
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_supervisor, stop_now)
         await nursery.start(_serve, settings, nursery.cancel_scope)
@@ -134,18 +128,14 @@ async def _run(settings: Settings, status: Status, stop_now: Callable[[], None])
 async def _serve(
     settings: Settings,
     served: trio.CancelScope,
-    task_status: trio.TaskStatus[None],
+    task_status: trio.TaskStatus[list[str]],
 ) -> None:
-    from proxy.server import serve
-
     await serve(settings, task_status=task_status)
     served.cancel()  # served out: nothing left to watch for
 
 
 async def _watch_supervisor(stop_now: Callable[[], None]) -> None:
     """Stdin stays open while the supervisor lives; its end means it was killed."""
-    import trio
-
     async with trio.lowlevel.FdStream(os.dup(0)) as stdin:
         while await stdin.receive_some(1024):
             pass
