@@ -36,18 +36,19 @@ from proxy.core.config import Settings
 from proxy.core.config_scale import WorkerRole
 from proxy.core.errors import ConfigError
 from proxy.core.logs import event
-from proxy.server import DRAIN_MARGIN
 from proxy.services import SharedState, reclaim_worker, startup_reclaim
 
+from .handover import encode_settings, parse_status
 from .listeners import Listeners, bind_listeners
 from .output import EXIT_SERVER, EXIT_USER, UserFacingError
-from .worker import encode_settings, parse_status
 
 log = logging.getLogger("tokenroute.supervisor")
 YOUNG = 10.0  # seconds: a worker that dies sooner after its start waits before the next
 FIRST_BACKOFF = 0.5  # seconds before restarting a worker that died young, doubled each time
 MAX_BACKOFF = 30.0
-KILL_MARGIN = 10.0  # past a worker's own backstop (grace + DRAIN_MARGIN): SIGKILL
+# Seconds past the grace after which a worker still running is killed: beyond its own
+# backstop (Hypercorn's graceful_timeout, grace + proxy.server.DRAIN_MARGIN).
+KILL_AFTER_GRACE = 15.0
 
 
 @dataclass
@@ -257,7 +258,7 @@ class Supervisor:
     async def _backstop(self) -> None:
         """A worker still running well past its own drain's end is stuck: SIGKILL it."""
         await self._stopping.wait()
-        await trio.sleep(self._settings.shutdown_grace + DRAIN_MARGIN + KILL_MARGIN)
+        await trio.sleep(self._settings.shutdown_grace + KILL_AFTER_GRACE)
         for index, process in self._running.items():
             log.error(
                 "worker %d (pid %d) outlived its grace: killing it", index, process.pid,

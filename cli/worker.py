@@ -1,87 +1,31 @@
 """One worker of `tokenroute serve --workers N`: the gateway's event loop, in a process its
 supervisor started (`python -m cli.worker`; nobody else runs this).
 
-The supervisor writes the Settings (its own, with this worker's `WorkerRole`: the
-worker does not read the environment again) on stdin, length first, and keeps the pipe
-open: its end is how a worker learns that the supervisor died, and then it stops at
-once, as the whole gateway does when it is killed. Stdout carries one status line back,
-`{"ready": pid}` once serving, or `{"error": ...}` with the one line that stopped the
-start (the supervisor prints it once, for all workers); anything else printed goes to
-stderr with the log.
+It reads the supervisor's Settings, with its `WorkerRole`, from stdin (`cli/handover.py`:
+it does not read the environment again), serves, and says `ready`, or the one line that
+stopped its start (the supervisor prints it once, for all workers); anything else printed
+goes to stderr with the log. Stdin stays open while the supervisor lives: its end means
+the supervisor was killed, and the worker stops at once, as the whole gateway would.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import sys
 from collections.abc import Callable
-from typing import IO, Any, BinaryIO
 
-import orjson
 import trio
 
 from proxy.core.config import Settings
 from proxy.server import serve
 
+from .handover import Status, decode_settings
 from .output import EXIT_SERVER
 from .process import configure_logging, first_leaf, startup_failure
 
 log = logging.getLogger("tokenroute")
-
-
-def encode_settings(settings: Settings) -> bytes:
-    body = pickle.dumps(settings, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(body).to_bytes(8, "big") + body
-
-
-def decode_settings(stream: BinaryIO) -> Settings:
-    size = int.from_bytes(_read_exactly(stream, 8), "big")
-    return pickle.loads(_read_exactly(stream, size))  # type: ignore[no-any-return]
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = stream.read(size - len(data))
-        if not chunk:
-            raise SystemExit(
-                "tokenroute worker: no settings on stdin (the supervisor starts workers)"
-            )
-        data += chunk
-    return data
-
-
-def parse_status(line: bytes) -> dict[str, Any]:
-    """The worker's status line as the supervisor reads it (an unreadable line: {})."""
-    try:
-        status = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return {}
-    return status if isinstance(status, dict) else {}
-
-
-class Status:
-    """The one line this worker owes its supervisor."""
-
-    def __init__(self, pipe: IO[bytes]) -> None:
-        self._pipe: IO[bytes] | None = pipe
-
-    def send(self, **status: Any) -> None:
-        if self._pipe is None:
-            return
-        try:
-            self._pipe.write(orjson.dumps(status) + b"\n")
-            self._pipe.close()
-        except OSError:
-            pass  # the supervisor is gone; stdin's end tells us so
-        self._pipe = None
-
-    @property
-    def sent(self) -> bool:
-        return self._pipe is None
 
 
 def main() -> int:

@@ -426,3 +426,10 @@ def test_a_workers_lines_say_which_worker_wrote_them() -> None:
     assert "worker" not in orjson.loads(JsonFormatter().format(record))  # the supervisor's
     assert " INFO [worker 1] tokenroute serving port=8080" in HumanFormatter(1).format(record)
     assert "[worker" not in HumanFormatter().format(record)
+
+
+def test_a_stuck_worker_is_killed_only_after_its_own_backstop() -> None:
+    from cli.supervisor import KILL_AFTER_GRACE
+    from proxy.server import DRAIN_MARGIN
+
+    assert KILL_AFTER_GRACE > DRAIN_MARGIN
