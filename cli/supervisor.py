@@ -300,11 +300,14 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
 
 
 def _worker_env() -> dict[str, str]:
-    """Ours, with the directory this code came from first on the path: a worker runs the
-    supervisor's code even when that is a checkout run as `python -m cli.main`."""
-    root = str(Path(__file__).resolve().parent.parent)
+    """Ours. A worker runs with `-P` (the working directory is not on its path, so a `cli`
+    there cannot shadow ours), so when our code came from the working directory (a checkout
+    run as `python -m cli.main`) that directory is put on its path instead."""
+    root = Path(__file__).resolve().parent.parent
+    if root != Path.cwd().resolve():
+        return dict(os.environ)  # the same interpreter, site and path find the same code
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
+    return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else str(root)}
 
 
 def _private_dir() -> Path:
