@@ -36,6 +36,7 @@ from proxy.core.config import Settings
 from proxy.core.config_scale import WorkerRole
 from proxy.core.errors import ConfigError
 from proxy.core.logs import event
+from proxy.core.money import format_usd
 from proxy.services import SharedState, reclaim_worker, startup_reclaim
 
 from .handover import encode_settings, parse_status
@@ -110,11 +111,18 @@ class Supervisor:
     async def _prepare(self) -> SharedState | None:
         """The start-up work, once, before any worker runs (None: the gateway stops)."""
         try:
-            await trio.to_thread.run_sync(startup_reclaim, self._settings)
+            holds, money = await trio.to_thread.run_sync(startup_reclaim, self._settings)
             shared = SharedState.create(self._shared_path, workers=self._count)
         except (ConfigError, OSError) as error:
             self._failure = UserFacingError(str(error))
             return None
+        if holds or money:
+            log.warning(
+                "released %d holds and $%s of leases left by a gateway process that stopped "
+                "without settling them; the usage of those requests is unknown",
+                holds, format_usd(money),
+                extra=event("reclaim", holds=holds, money=money),
+            )  # fmt: skip
         if self._stopping.is_set():  # a signal came meanwhile
             shared.close()
             return None
@@ -218,11 +226,19 @@ class Supervisor:
         """Release what a dead worker held, before its successor starts."""
         try:
             await trio.to_thread.run_sync(shared.clear_worker, index)
-            await trio.to_thread.run_sync(reclaim_worker, self._settings, pid)
+            holds, money = await trio.to_thread.run_sync(reclaim_worker, self._settings, pid)
         except Exception as error:  # the gateway keeps running; a dead owner's leases expire
             log.error(
                 "could not release what worker %d (pid %d) held: %s", index, pid, error,
                 extra=event("worker", worker=index, pid=pid, action="reclaim_failed"),
+            )  # fmt: skip
+            return
+        if holds or money:
+            log.warning(
+                "released %d holds and $%s of leases of worker %d (pid %d)",
+                holds, format_usd(money), index, pid,
+                extra=event("worker", worker=index, pid=pid, action="reclaimed", holds=holds,
+                            money=money),
             )  # fmt: skip
 
     def _fail(self, index: int, ended: Ended) -> None:

@@ -69,8 +69,7 @@ def workers_env(fake: FakeOpenAI, grace: float = 20) -> dict[str, str]:
 
 
 async def unlimited_key(db: str, env: dict[str, str], credit: str = "5") -> dict[str, str]:
-    """A funded key whose rate limits stay out of the way (each worker has its own bucket
-    until the limits are shared between workers)."""
+    """A funded key whose rate limits stay out of the way of these bursts."""
     key = await create_key(db, env, credit)
     limits = ("--rps", "1000", "--burst", "1000", "--max-streams", "100")
     done = await run_cli("admin", "set-limits", "--key", key["id"], *limits, "--db", db, env=env)

@@ -31,7 +31,6 @@ from .processes import reclaim_worker, startup_reclaim
 from .reports import ReportService, settings_table
 from .status import StatusService
 
-
 __all__ = [
     "AccountService",
     "AdminService",
