@@ -3,10 +3,13 @@
 
   python ops/bench/run_bench.py            # from the repository root, with the project's venv python
   python ops/bench/run_bench.py --quick    # smoke run: 1 round, 3 s, burst 200, hold 500
+  python ops/bench/run_bench.py --workers 2 --concs '' --hold 10000   # burst and hold, 2 workers
 
-Starts ops/bench/fake_upstream.py and `tokenroute serve` (found next to this python)
-with a temporary database, a user and a key with credit, then per round (a fresh
-gateway each round; the two targets alternate within every scenario):
+Starts ops/bench/fake_upstream.py and `tokenroute serve --workers N` (found next to this
+python; --workers, default 1: one gateway process, as in the runs before workers existed;
+2 = a supervisor and two workers on one shared socket) with a temporary database, a user
+and a key with credit, then per round (a fresh gateway each round; the two targets
+alternate within every scenario):
 
   preflight   1 JSON + 1 SSE request must succeed on both targets
   warmup      wrk -c16 for 3 s (discarded)
@@ -16,8 +19,12 @@ gateway each round; the two targets alternate within every scenario):
 
 then, once, the hold test: for each N in --hold a fresh gateway relays N slow streams
 (the fake upstream sends one chunk per second for --hold-seconds), opened at
---hold-rate per second, while the RSS of its process tree and its open files are
-sampled; the same N straight to the fake upstream is the client's own baseline.
+--hold-rate per second, while the RSS of its process tree (supervisor and workers) and
+its open files are sampled; the same N straight to the fake upstream is the client's own
+baseline. The stream client is one process: its CPU (average and its busiest 2 s) is
+reported beside the gateway's, to tell when the load generator is the bottleneck.
+The open-files limit is raised for this process and everything it starts (to the hard
+limit, and the hard limit to 65536 when allowed, e.g. as root).
 
 Tables are medians over rounds; "added" latency and gateway/direct ratios are
 computed within the same round, then the median is taken. Writes
@@ -58,6 +65,7 @@ UPSTREAM_KEY = "sk-bench-upstream"
 CLK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PROCS: list[Proc] = []
+NOFILE = 65536  # open-files limit wanted for this process and what it starts
 
 
 def log(msg: str) -> None:
@@ -154,6 +162,7 @@ class Sampler:
         self.peak_rss = 0.0
         self.peak_fds = 0
         self.peak_up_fds = 0
+        self.proc_peak_fds: dict[int, int] = {}
         self.series: list[tuple[float, float, int, float | None]] = []
         self._stop = threading.Event()
 
@@ -178,7 +187,12 @@ class Sampler:
             if self.gw:
                 r = rss_mb(self.gw)
                 self.peak_rss = max(self.peak_rss, r)
-                f = fd_count(self.gw) if self.fds else 0
+                f = 0
+                if self.fds:
+                    for p in self.gw:
+                        n_p = fd_count([p])
+                        self.proc_peak_fds[p] = max(self.proc_peak_fds.get(p, 0), n_p)
+                        f += n_p
                 self.peak_fds = max(self.peak_fds, f)
                 if self.fds and self.up:
                     self.peak_up_fds = max(self.peak_up_fds, fd_count(self.up))
@@ -227,6 +241,26 @@ def _r(v: float | None, nd: int) -> float | None:
     return None if v is None else round(v, nd)
 
 
+def _peak_cores(progress: Path, window: float = 2.0) -> float | None:
+    """The stream client's busiest `window` s of CPU, from its progress lines (`cpu_s`)."""
+    points = []
+    with contextlib.suppress(OSError):
+        for line in progress.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                d = json.loads(line)
+                if "cpu_s" in d:
+                    points.append((d["elapsed_s"], d["cpu_s"]))
+    best = None
+    j = 0
+    for i in range(len(points)):
+        while j < i and points[i][0] - points[j][0] > window:
+            j += 1
+        if i > j and points[i][0] - points[j][0] >= window / 2:
+            c = (points[i][1] - points[j][1]) / (points[i][0] - points[j][0])
+            best = c if best is None else max(best, c)
+    return _r(best, 2)
+
+
 # --------------------------------------------------------------------- processes
 class Proc:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path, cwd: str | None = None) -> None:
@@ -248,24 +282,31 @@ class Proc:
         return self.p.poll() is None
 
     def stop(self, wait: float = 10.0) -> None:
+        """SIGTERM to the process alone (a `serve --workers N` supervisor forwards it to its
+        workers: a second SIGTERM of our own would end a worker at once, undrained), then
+        SIGKILL to whatever of its tree is still running after `wait` s."""
         if self not in PROCS:
             return
         PROCS.remove(self)
-        pids = tree_pids(self.pid)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for p in [self.pid] + [q for q in pids if q != self.pid]:
+        others = [p for p in tree_pids(self.pid) if p != self.pid]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, signal.SIGTERM)
+        try:
+            self.p.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            log(f"{self.name} (pid {self.pid}) still running {wait:g} s after SIGTERM: SIGKILL")
+        t0 = time.time()
+        while any(_running(p) for p in others) and time.time() - t0 < 3:
+            time.sleep(0.1)
+        left = [p for p in others if _running(p)]
+        if left or self.p.poll() is None:
+            if left:
+                log(f"{self.name}: SIGKILL to {left} still running after its SIGTERM")
+            for p in [self.pid, *left]:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(p, sig)
-            try:
+                    os.kill(p, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.p.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} (pid {self.pid}) still running {wait:g} s after SIGTERM: SIGKILL")
-                continue
-            t0 = time.time()
-            while any(_running(p) for p in pids) and time.time() - t0 < 3:
-                time.sleep(0.1)
-            if not any(_running(p) for p in pids):
-                break
         self._log.close()
 
 
@@ -400,6 +441,7 @@ class Bench:
         self.key = ""
         self.config: Path | None = None
         self.gw_commit: str | None = None
+        self._knows_workers: bool | None = None
 
     # ---- setup
     def start_upstream(self) -> None:
@@ -452,12 +494,34 @@ class Bench:
             env["TOKENROUTE_LOG_LEVEL"] = self.a.gateway_log_level
         cmd = [*(wrap or []), *self.cli, "serve", "--db", str(self.db), "--host", "127.0.0.1"]
         cmd += ["--port", str(self.gw_port)]
+        workers = getattr(self.a, "workers", 1)
+        if self.knows_workers():  # `serve` alone would start one worker per core
+            cmd += ["--workers", str(workers)]
+        elif workers != 1:
+            raise RuntimeError(f"this build's `serve` has no --workers option (asked for {workers})")
         if config is not None:
             cmd += ["--config", str(config)]
         self.gw_commit = git_commit(self.repo or REPO)
-        gw = Proc(f"gateway-{tag}", cmd, env, self.out / f"gateway-{tag}.log", cwd=str(self.repo or self.tmp))
+        log_path = self.out / f"gateway-{tag}.log"
+        gw = Proc(f"gateway-{tag}", cmd, env, log_path, cwd=str(self.repo or self.tmp))
         wait_ready(gw, self.gw_url + "/healthz", ready)
+        if workers > 1:  # /healthz answers once one worker serves: wait for all of them
+            t0 = time.time()
+            while f"with {workers} workers" not in log_path.read_text(errors="replace"):
+                if not gw.alive() or time.time() - t0 > ready:
+                    raise RuntimeError(f"{gw.name}: its {workers} workers did not all start; see {log_path}")
+                time.sleep(0.1)
         return gw
+
+    def knows_workers(self) -> bool:
+        """Whether this build's `serve` takes --workers (builds from before it are one process)."""
+        if self._knows_workers is None:
+            env = {**clean_env(), **self.cli_env}
+            cwd = str(self.repo) if self.repo else None
+            p = subprocess.run([*self.cli, "serve", "--help"], env=env, cwd=cwd, capture_output=True, text=True,
+                               timeout=60)  # fmt: skip
+            self._knows_workers = "--workers" in p.stdout
+        return self._knows_workers
 
     # ---- load steps
     def targets(self, gw: Proc) -> dict[str, dict[str, Any]]:
@@ -491,14 +555,20 @@ class Bench:
         cmd = [self.tools_py, str(HERE / "stream_client.py"), url, key, model, *extra]
         if progress is not None:
             cmd += ["--progress", "1"]
+        # the stream client is one process: its CPU says when it, not the gateway, is the limit
         with open(progress, "w") if progress else contextlib.nullcontext() as err:  # type: ignore[attr-defined]
             p = subprocess.run(
                 cmd, stdout=subprocess.PIPE, stderr=err if progress else subprocess.PIPE, text=True, timeout=limit
             )
         try:
-            return dict(json.loads(p.stdout.strip().splitlines()[-1]))
+            out = dict(json.loads(p.stdout.strip().splitlines()[-1]))
         except (IndexError, ValueError) as e:
             raise RuntimeError(f"stream client failed: {(p.stderr or '')[-500:]}") from e
+        if out.get("cpu_s") is not None and out.get("wall_s"):
+            out["client_cpu_cores"] = round(out["cpu_s"] / out["wall_s"], 2)
+        if progress is not None:
+            out["client_peak_cores"] = _peak_cores(progress)
+        return out
 
     def preflight(self, name: str, t: dict[str, Any]) -> None:
         body = json.dumps({"model": t["model"], "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -644,6 +714,8 @@ class Bench:
             time.sleep(1.0)
             idle = rss_mb(tree_pids(gw.pid))
             idle_fds = fd_count(tree_pids(gw.pid))
+            procs = tree_pids(gw.pid)  # the supervisor first, then its workers
+            cpu0 = {p: cpu_s([p]) for p in procs}
             with Sampler(gw.pid, up_pid, every=0.5, fds=True, series=True) as s:
                 r = self.stream_run(
                     self.gw_url,
@@ -653,6 +725,8 @@ class Bench:
                     deadline + 60,
                     progress=self.out / f"hold-gateway-{n}.progress.jsonl",
                 )
+            per_proc_cores = [round((cpu_s([p]) - cpu0[p]) / s.wall, 2) for p in procs]
+            per_proc_fds = [s.proc_peak_fds.get(p, 0) for p in procs]
             time.sleep(1.0)
             after = rss_mb(tree_pids(gw.pid))
             (self.out / f"hold-gateway-{n}.rss.jsonl").write_text(
@@ -669,6 +743,9 @@ class Bench:
                     "gw_idle_rss_mb": round(idle, 1),
                     "gw_idle_fds": idle_fds,
                     "gw_rss_mb_after": round(after, 1),
+                    "gw_proc_cores": per_proc_cores,
+                    "gw_proc_peak_fds": per_proc_fds,
+                    "gw_procs": len(procs),
                     "gw_max_connections": a.hold_max_connections or "default",
                     "commit": self.gw_commit,
                 }
@@ -764,6 +841,7 @@ def collect_meta(a: argparse.Namespace, b: Bench) -> dict[str, Any]:
         "hold_rate": a.hold_rate,
         "stream_delay_s": a.stream_delay,
         "hold_max_connections": a.hold_max_connections or "default",
+        "workers": getattr(a, "workers", 1),
         "nofile_limit": _nofile(),
     }
 
@@ -853,6 +931,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                 "total_p99_ms",
                 "wall_s",
                 "gw_cpu_cores",
+                "client_cpu_cores",
                 "machine_busy_cores",
                 "other_cores",
                 "gw_peak_rss_mb",
@@ -906,7 +985,11 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                     "gw_peak_fds",
                     "upstream_peak_fds",
                     "gw_cpu_cores",
+                    "gw_proc_cores",
+                    "gw_proc_peak_fds",
                     "upstream_cpu_cores",
+                    "client_cpu_cores",
+                    "client_peak_cores",
                     "other_cores",
                     "gw_max_connections",
                 )
@@ -962,7 +1045,8 @@ def report(meta: dict[str, Any], s: dict[str, Any], out: Path) -> str:
     L.append(
         f"Run {meta.get('date')} · commit {meta.get('commit')} · nproc {meta.get('nproc')} · "
         f"loadavg at start {tuple(round(x, 2) for x in meta.get('loadavg_start', ()))} · "
-        f"rounds {meta.get('rounds')} × {meta.get('duration_s')} s · fake upstream alone at c=16: "
+        f"rounds {meta.get('rounds')} × {meta.get('duration_s')} s · gateway workers "
+        f"{meta.get('workers', 1)} · open-files limit {meta.get('nofile_limit')} · fake upstream alone at c=16: "
         f"{f(meta.get('upstream_check_c16_rps'), 0)} req/s"
     )
     L.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
@@ -1031,10 +1115,10 @@ def report(meta: dict[str, Any], s: dict[str, Any], out: Path) -> str:
         L.append("")
         L.append(
             "| N | target | ok | first chunk p50 ms | first chunk p99 ms | total p50 ms | total p99 ms | "
-            "added first chunk p50/p99 ms | added total p50/p99 ms | batch wall s | gw CPU | other load "
-            "| gw peak RSS MB | errors |"
+            "added first chunk p50/p99 ms | added total p50/p99 ms | batch wall s | gw CPU | client CPU "
+            "| other load | gw peak RSS MB | errors |"
         )
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for c, row in s["burst"].items():
             for tgt in ("gateway", "direct"):
                 g = row.get(tgt)
@@ -1056,22 +1140,29 @@ def report(meta: dict[str, Any], s: dict[str, Any], out: Path) -> str:
                     f"| {c} | {tgt} | {f(g.get('ok'), 0)} | {f(g.get('ttft_p50_ms'), 1)} | "
                     f"{f(g.get('ttft_p99_ms'), 1)} | {f(g.get('total_p50_ms'), 1)} | "
                     f"{f(g.get('total_p99_ms'), 1)} | {added} | {added_t} | {f(g.get('wall_s'), 2)} | "
-                    f"{f(g.get('gw_cpu_cores'), 2) if gw else ''} | {f(g.get('other_cores'), 2)} | "
-                    f"{f(g.get('gw_peak_rss_mb'), 0) if gw else ''} | {errs} |"
+                    f"{f(g.get('gw_cpu_cores'), 2) if gw else ''} | {f(g.get('client_cpu_cores'), 2)} | "
+                    f"{f(g.get('other_cores'), 2)} | {f(g.get('gw_peak_rss_mb'), 0) if gw else ''} | {errs} |"
                 )
     if s["hold"]:
         L.append("")
         L.append(
-            f"## Concurrent slow streams held by one gateway process (one chunk per second for "
-            f"{meta.get('hold_seconds')} s, opened at {meta.get('hold_rate')}/s; upstream pool "
+            f"## Concurrent slow streams held by the gateway ({meta.get('workers', 1)} worker(s); one chunk "
+            f"per second for {meta.get('hold_seconds')} s, opened at {meta.get('hold_rate')}/s; upstream pool "
             f"max_connections: {meta.get('hold_max_connections')})"
         )
         L.append("")
         L.append(
-            "| N | target | ok | errors | peak open streams | gw RSS MB idle → peak → after | gw peak fds "
-            "| upstream peak fds | first chunk p50/p99 ms | total p50/p99 s | gw CPU | other load | wall s |"
+            "RSS and fds: the gateway's whole process tree (supervisor and workers). *per process*: CPU cores "
+            "and peak fds of each process, the supervisor (or the single process) first. *client CPU*: the "
+            "stream client's average / its busiest 2 s (one process, so 1.0 is its ceiling)."
         )
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        L.append("")
+        L.append(
+            "| N | target | ok | errors | peak open streams | gw RSS MB idle → peak → after | gw peak fds "
+            "| upstream peak fds | first chunk p50/p99 ms | total p50/p99 s | gw CPU | per process CPU · fds "
+            "| client CPU | upstream CPU | other load | wall s |"
+        )
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n, row in s["hold"].items():
             for tgt in ("gateway", "direct"):
                 h = row.get(tgt)
@@ -1091,8 +1182,11 @@ def report(meta: dict[str, Any], s: dict[str, Any], out: Path) -> str:
                     f"{f(h.get('gw_peak_fds'), 0) if tgt == 'gateway' else ''} | "
                     f"{f(h.get('upstream_peak_fds'), 0) if tgt == 'gateway' else ''} | "
                     f"{f(h.get('ttft_p50_ms'), 1)} / {f(h.get('ttft_p99_ms'), 1)} | {tot_s} | "
-                    f"{f(h.get('gw_cpu_cores'), 2) if tgt == 'gateway' else ''} | {f(h.get('other_cores'), 2)} | "
-                    f"{f(h.get('wall_s'), 1)} |"
+                    f"{f(h.get('gw_cpu_cores'), 2) if tgt == 'gateway' else ''} | "
+                    f"{'/'.join(map(str, h.get('gw_proc_cores') or []))} · "
+                    f"{'/'.join(map(str, h.get('gw_proc_peak_fds') or []))} | "
+                    f"{f(h.get('client_cpu_cores'), 2)} / {f(h.get('client_peak_cores'), 2)} | "
+                    f"{f(h.get('upstream_cpu_cores'), 2)} | {f(h.get('other_cores'), 2)} | {f(h.get('wall_s'), 1)} |"
                 )
     L.append("")
     L.append(f"Gateway idle RSS after warmup (median over rounds): {f(s.get('gw_idle_rss_mb'), 1)} MB")
@@ -1146,6 +1240,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="the gateway's upstream pool size (max_connections) for the hold test (default: its own)",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="`serve --workers N`: gateway processes (default 1; `serve` alone starts one per core)",
+    )
     ap.add_argument("--stream-delay", type=float, default=0.01, help="fake upstream pacing between chunks")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s, burst 200, hold 500")
     ap.add_argument("--out", help="output directory (default ops/bench/out/<timestamp>)")
@@ -1166,7 +1266,13 @@ def prepare_process() -> None:
         import resource
 
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = hard if hard != resource.RLIM_INFINITY else 65536
+        want = hard if hard != resource.RLIM_INFINITY else NOFILE
+        if want < NOFILE:  # one process holding 10,000 streams needs ~20,000 (client and upstream sides)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))  # allowed as root
+                want = hard = NOFILE
+            except (ValueError, OSError):
+                log(f"open-files hard limit {hard} (cannot raise it to {NOFILE} without privileges)")
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     except (ImportError, ValueError, OSError) as e:
         log(f"could not raise the open-files limit: {e}")

@@ -232,6 +232,7 @@ async def progress(every: float, t_start: float) -> None:
                     "active": C.active,
                     "done": C.done,
                     "errors": C.errors,
+                    "cpu_s": round(time.process_time(), 3),
                 }
             ),
             file=sys.stderr,
@@ -310,6 +311,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, object]:
         "errors": sum(errs.values()),
         "error_kinds": errs,
         "wall_s": round(wall, 3),
+        "cpu_s": round(time.process_time(), 3),  # this client's CPU: one process, so at most 1 core
         "streams_per_s": round(len(ok) / wall, 2) if wall > 0 else None,
         "peak_active": C.peak_active,
         "peak_connected": C.peak_connected,
