@@ -15,6 +15,8 @@ from dataclasses import replace
 
 from . import retention
 from .accounts import AccountError, Missing, now_ms
+from .dialect import next_ids, utc_day
+from .rollups import roll_up
 from .usage import USAGE_COLUMNS, UsageRecord, usage_values
 
 KINDS = ("grant", "topup", "usage", "transfer", "refund", "dispute", "adjustment")
@@ -84,16 +86,18 @@ def record_batch(
     if not settlements:
         return []
     charged = _charge(conn, settlements)
-    first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM usage").fetchone()[0]
-    usage_rows, debits = [], []
+    ids = next_ids(conn, "usage", len(settlements))  # a sequence on PostgreSQL
+    usage_rows, debits, billed_rows = [], [], []
     for offset, ((record, _), amount) in enumerate(zip(settlements, charged, strict=True)):
         billed = replace(record, cost=amount, unbilled=record.cost - amount)
-        usage_rows.append((first_id + offset, *usage_values(billed)))
+        billed_rows.append(billed)
+        usage_rows.append((ids[offset], *usage_values(billed)))
         if amount:
             debits.append(
-                (record.key_id, -amount, record.request_id, first_id + offset, record.created_at)
+                (record.key_id, -amount, record.request_id, ids[offset], record.created_at)
             )
     _insert_rows(conn, "usage", ("id", *USAGE_COLUMNS), usage_rows)
+    roll_up(conn, billed_rows)  # SQLite: its trigger already did
     _insert_rows(
         conn,
         "ledger",
@@ -116,7 +120,7 @@ def _charge(
         if record.cost > 0 and record.key_id is not None:
             totals[record.key_id] = totals.get(record.key_id, 0) + record.cost
     short: set[str] = set()
-    for key_id, total in totals.items():
+    for key_id, total in sorted(totals.items()):  # one lock order for every gateway
         updated = conn.execute(
             "UPDATE api_keys SET balance = balance - ? WHERE id = ? AND balance >= ?",
             (total, key_id, total),
@@ -225,20 +229,24 @@ def check(conn: sqlite3.Connection) -> list[str]:
     for table in ("usage_daily", "usage_days", "usage_key_days"):
         rolled = conn.execute(
             f"SELECT coalesce(sum(requests), 0), coalesce(sum(cost), 0) FROM {table} "
-            "WHERE day >= date(? / 1000, 'unixepoch')",
-            (since,),
+            "WHERE day >= ?",
+            (utc_day(since),),
         ).fetchone()
         if tuple(raw) != tuple(rolled):
             rollups.append(f"{table} counts {rolled[0]} requests costing {rolled[1]}, the "
                            f"usage rows {raw[0]} costing {raw[1]}")  # fmt: skip
-    problems = rollups + retention.pruned_days_problems(conn, since) + [
-        f"key {key_id}: balance {balance} but its ledger sums to {total}"
-        for key_id, balance, total in conn.execute(
-            "SELECT k.id, k.balance, coalesce(l.total, 0) FROM api_keys k "
-            "LEFT JOIN (SELECT key_id, sum(amount) AS total FROM ledger GROUP BY key_id) l "
-            "ON l.key_id = k.id WHERE k.balance != coalesce(l.total, 0)"
-        )
-    ]
+    problems = (
+        rollups
+        + retention.pruned_days_problems(conn, since)
+        + [
+            f"key {key_id}: balance {balance} but its ledger sums to {total}"
+            for key_id, balance, total in conn.execute(
+                "SELECT k.id, k.balance, coalesce(l.total, 0) FROM api_keys k "
+                "LEFT JOIN (SELECT key_id, sum(amount) AS total FROM ledger GROUP BY key_id) l "
+                "ON l.key_id = k.id WHERE k.balance != coalesce(l.total, 0)"
+            )
+        ]
+    )
     problems += [
         f"usage row {usage_id} (request {request_id}): cost {cost} but "
         + ("no debit" if debit is None else f"a debit of {debit}")
@@ -260,7 +268,7 @@ def check(conn: sqlite3.Connection) -> list[str]:
         f"ledger row {row_id}: a usage debit on usage row {usage_id} of another key"
         for row_id, usage_id in conn.execute(
             "SELECT l.id, l.usage_id FROM ledger l JOIN usage u ON u.id = l.usage_id "
-            "WHERE l.key_id IS NOT u.key_id"
+            "WHERE l.key_id IS DISTINCT FROM u.key_id"
         )
     ]
     return problems
