@@ -96,7 +96,8 @@ class Cluster:
                 return self
             except psycopg.OperationalError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"PostgreSQL did not start: {self.log.read_text()[-2000:]}")
+                    tail = self.log.read_text()[-2000:]
+                    raise RuntimeError(f"PostgreSQL did not start: {tail}") from None
                 time.sleep(0.1)
 
     def create_database(self) -> str:
