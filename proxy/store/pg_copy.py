@@ -130,9 +130,8 @@ def _copy_table(src: sqlite3.Connection, target: pg.PgConnection, table: str) ->
     with target.raw.cursor().copy(f'COPY "{table}" ({listed}) FROM STDIN') as copy:
         for row in rows:
             copy.write_row(tuple(row))
-    if "id" in columns:
-        target.raw.execute(
-            "SELECT setval(pg_get_serial_sequence(%s, 'id'), max(id)) FROM " + f'"{table}" '
-            "HAVING max(id) IS NOT NULL AND pg_get_serial_sequence(%s, 'id') IS NOT NULL",
-            (table, table),
-        )
+    if "id" in columns:  # new rows continue after the copied ids
+        sequence = target.execute("SELECT pg_get_serial_sequence(?, 'id')", (table,)).fetchone()[0]
+        largest = target.execute(f'SELECT max(id) FROM "{table}"').fetchone()[0]
+        if sequence and largest is not None:
+            target.execute("SELECT setval(CAST(? AS regclass), ?)", (sequence, largest))
