@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from proxy.store import AccountError, migrate, open_database, schema_version
+from proxy.store import AccountError, migrate, oauth, open_database, schema_version
 from proxy.store import accounts as acc
+from proxy.store import identity as ids
 from proxy.store import ledger as books
 from proxy.store import payments as pay
 from proxy.store import reports as rep
@@ -166,6 +167,44 @@ def test_reports_and_payments_read_the_same_on_both(conn: Any) -> None:
     count, digests = acc.key_hashes_since(conn, 0)
     assert digests == [b"kkkk"] and acc.key_hashes_since(conn, count)[1] in ([], [b"kkkk"])
     assert books.check(conn) == []
+
+
+def test_logins_are_used_once_on_both(conn: Any) -> None:
+    """Device codes, refresh tokens, authorization codes, resets and the audit log."""
+    far = acc.now_ms() + 600_000
+    with books.transaction(conn):
+        user = acc.create_user(conn, "who@example.com")
+        ids.add_device_code(conn, b"dev", "ABCD-EFGH", "cli", "", 5, far)
+    with pytest.raises(acc.Duplicate), books.transaction(conn):
+        ids.add_device_code(conn, b"dev2", "ABCD-EFGH", "cli", "", 5, far)
+    with books.transaction(conn):
+        assert ids.decide_device_code(conn, "ABCD-EFGH", user.id, True).status == "approved"
+        assert ids.poll_device_code(conn, b"dev", "cli") == (user.id, "")
+        assert ids.poll_device_code(conn, b"dev", "cli").code == "invalid_grant"  # type: ignore[union-attr]
+        ids.add_refresh_token(conn, b"r1", user.id, "cli", "", far)
+        assert ids.rotate_refresh_token(conn, b"r1", b"r2", "cli", far) == (user.id, "")
+        reused = ids.rotate_refresh_token(conn, b"r1", b"r3", "cli", far)
+        assert reused.code == "invalid_grant"  # type: ignore[union-attr]
+        oauth.add_client(conn, "mcp-1", "Claude", ["http://127.0.0.1:9/cb"])
+        oauth.add_code(conn, b"c1", "mcp-1", user.id, "http://127.0.0.1:9/cb", "ch", "", far)
+        grant = oauth.use_code(conn, b"c1", "mcp-1", "http://127.0.0.1:9/cb", "ch", b"r9", far)
+        again = oauth.use_code(conn, b"c1", "mcp-1", "http://127.0.0.1:9/cb", "ch", b"r8", far)
+        ids.add_reset(conn, b"reset", user.id, far)
+        ids.use_reset(conn, b"reset", "$argon2id$x")
+        ids.audit(conn, "cli", "create-key", "who@example.com", "credit=5", "terminal")
+        ids.add_signing_key(conn, "kid-1", "{}", rotate=False)
+        assert not ids.add_signing_key(conn, "kid-2", "{}", rotate=False)
+    assert grant == oauth.CodeGrant(user.id, "") and again.code == "invalid_grant"  # type: ignore[union-attr]
+    assert oauth.client(conn, "mcp-1").redirect_uris == ("http://127.0.0.1:9/cb",)  # type: ignore[union-attr]
+    assert ids.reset_user(conn, b"reset") is None
+    assert ids.login_of(conn, "WHO@example.com")[1] == "$argon2id$x"
+    assert [r["action"] for r in ids.audit_rows(conn, 10, action="key", target="who")] == [
+        "create-key"
+    ]
+    assert ids.audit_rows(conn, 10, actor="nobody") == []
+    assert ids.signing_keys(conn) == [("kid-1", "{}", False)]
+    families = conn.execute("SELECT status FROM refresh_tokens ORDER BY created_at").fetchall()
+    assert {r[0] for r in families} == {"revoked"}  # a reused token revokes its family
 
 
 def test_migrations_from_empty_and_again(target: str | Path) -> None:

@@ -122,9 +122,7 @@ class Soak:
         scenario = rng.choices(list(MIX), weights=list(MIX.values()))[0]
         key = rng.choice(self.keys)
         headers = {"authorization": f"Bearer {key}"}
-        model = {"fallback": "flaky/gpt-4o-mini", "broken": "broken/gpt-4o-mini"}.get(
-            scenario, "openai/gpt-4o-mini"
-        )
+        model = {"fallback": "flaky/gpt-4o-mini", "broken": "broken/gpt-4o-mini"}.get(scenario, "openai/gpt-4o-mini")
         body: dict[str, Any] = {"model": model, "messages": HI}
         if scenario == "bad":
             body = {"model": model, "messages": []}

@@ -43,6 +43,10 @@ class Conflict(DatabaseFailing):
     """Another gateway's transaction won a race with the batch (PostgreSQL): run it again."""
 
 
+class LostConnection(DatabaseFailing):
+    """The server dropped the writer's connection (PostgreSQL): try once more at once."""
+
+
 class Job(Protocol):
     fn: Callable[..., Any]
     args: tuple[Any, ...]
@@ -81,6 +85,8 @@ def commit_batch(conn: sqlite3.Connection, batch: Sequence[Job]) -> int:
             job.result, job.error = None, None
         if pg.is_conflict(exc):
             raise Conflict(str(exc)) from exc
+        if pg.lost_connection(exc, getattr(conn, "raw", None)):
+            raise LostConnection(" ".join(str(exc).split())) from exc
         if isinstance(exc, DATABASE_ERRORS):
             raise DatabaseFailing(" ".join(str(exc).split()) or type(exc).__name__) from exc
         raise

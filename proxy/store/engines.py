@@ -16,6 +16,7 @@ import logging
 import queue
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,10 @@ from .lock import DatabaseLock
 T = TypeVar("T")
 log = logging.getLogger("tokenroute.store")
 WAIT_FOR_CONNECTION = 5.0  # seconds a write or read waits for a pooled connection
+# A row or table lock held elsewhere for longer than this fails the batch (kept and
+# retried, `failing` meanwhile), as SQLite's busy timeout does; a writer never hangs.
+LOCK_TIMEOUT_MS = 5000
+RECONNECT_EVERY = 2.0  # seconds between attempts to listen again after losing the server
 
 
 class Engine(Protocol):
@@ -38,7 +43,7 @@ class Engine(Protocol):
     def open(self) -> list[str]: ...
     @contextmanager
     def writer(self) -> Iterator[Any]: ...
-    def changed(self, conn: Any) -> bool: ...
+    def changed(self) -> bool: ...
     def read(self, fn: Callable[..., T], *args: Any) -> T: ...
     def close(self) -> None: ...
 
@@ -81,8 +86,9 @@ class SqliteEngine:
         assert self._writer is not None
         yield self._writer
 
-    def changed(self, conn: sqlite3.Connection) -> bool:
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+    def changed(self) -> bool:
+        assert self._writer is not None
+        version = self._writer.execute("PRAGMA data_version").fetchone()[0]
         changed = version != self._data_version
         self._data_version = version
         return bool(changed)
@@ -108,15 +114,20 @@ class PostgresEngine:
         self.label = pg.redact(url)
         self._url = url
         self._token = secrets.token_hex(8)  # our own notices carry it; we ignore them
-        options = {"autocommit": True, "connect_timeout": pg.CONNECT_TIMEOUT}
+        options = {"autocommit": True, "connect_timeout": pg.CONNECT_TIMEOUT,
+                   "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"}  # fmt: skip
+        # `check`: a connection the server dropped while idle is replaced, not handed out
         self._writers = ConnectionPool(url, min_size=1, max_size=1, open=False, kwargs=options,
                                        configure=pg.configure, name="tokenroute-writer",
+                                       check=ConnectionPool.check_connection,
                                        timeout=WAIT_FOR_CONNECTION)  # fmt: skip
         self._readers = ConnectionPool(url, min_size=1, max_size=max(1, readers), open=False,
                                        kwargs=options, configure=pg.configure,
+                                       check=ConnectionPool.check_connection,
                                        name="tokenroute-readers",
                                        timeout=WAIT_FOR_CONNECTION)  # fmt: skip
         self._listener: psycopg.Connection[Any] | None = None
+        self._next_attempt = 0.0
         self._heard = False
 
     def open(self) -> list[str]:
@@ -145,12 +156,15 @@ class PostgresEngine:
         except PoolTimeout as exc:
             raise psycopg.OperationalError(f"no connection to the server: {exc}") from None
 
-    def changed(self, conn: Any) -> bool:
+    def changed(self) -> bool:
         """Whether another process committed since the last call (a notice was heard). A
         listener that lost its connection is replaced, and then says yes: notices sent
         meanwhile are lost, so everything is treated as changed."""
         try:
             if self._listener is None or self._listener.closed:
+                if time.monotonic() < self._next_attempt:
+                    return False  # a server that refused us a moment ago: not every poll
+                self._next_attempt = time.monotonic() + RECONNECT_EVERY
                 self._listener = self._listen()
                 return True
             self._listener.execute("SELECT 1")  # the round trip delivers queued notices
@@ -166,11 +180,19 @@ class PostgresEngine:
         return heard
 
     def read(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            with self._readers.connection() as raw:
-                return fn(pg.PgConnection(raw, token=self._token), *args)
-        except PoolTimeout as exc:
-            raise psycopg.OperationalError(f"no connection to the server: {exc}") from None
+        """A read on a pooled connection; once more on a fresh one if the server had
+        dropped it (reads change nothing, so running one twice is harmless)."""
+        for attempt in (1, 2):
+            raw = None
+            try:
+                with self._readers.connection() as raw:
+                    return fn(pg.PgConnection(raw, token=self._token), *args)
+            except PoolTimeout as exc:
+                raise psycopg.OperationalError(f"no connection to the server: {exc}") from None
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or not pg.lost_connection(exc, raw):
+                    raise
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         for pool in (self._writers, self._readers):

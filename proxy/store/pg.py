@@ -210,3 +210,9 @@ def about_the_server(exc: BaseException) -> bool:
 
 def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error) and exc.sqlstate in CONFLICTS
+
+
+def lost_connection(exc: BaseException, raw: psycopg.Connection[Any] | None) -> bool:
+    """The server dropped this connection (a restart, `pg_terminate_backend`): worth one
+    more try on a fresh one before calling the database failing."""
+    return isinstance(exc, psycopg.OperationalError) and (raw is None or raw.closed)

@@ -10,9 +10,11 @@ does not translate mechanically (a trigger, `date(..., 'unixepoch')`, `INSERT OR
 spelled for PostgreSQL: then that file is run instead. So a new migration either keeps to
 the common subset or comes with its PostgreSQL twin; it cannot drift silently.
 
-The schema version is the largest `schema_migrations.version`. Each migration runs in
-one transaction holding an advisory lock, and checks the version again once it has the
-lock: two gateways starting together apply each migration once.
+The schema version is the largest `schema_migrations.version`. Migrations run under an
+advisory lock (taken before the first one's transaction, so each transaction that checks
+the version begins after the lock and sees what the holder before us committed), each in
+one transaction that checks the version again: two gateways starting together apply each
+migration once.
 """
 
 from __future__ import annotations
@@ -89,16 +91,31 @@ def schema_version(conn: PgConnection) -> int:
 
 def migrate(conn: PgConnection, *, until: int | None = None) -> list[str]:
     """Apply pending migrations in order, one transaction each; return their names."""
-    applied = []
     known = migrations()
-    spelled = overrides()
     refuse_newer(schema_version(conn), len(known))
-    for migration in known[schema_version(conn) : until]:
+    pending = known[schema_version(conn) : until]
+    if not pending:
+        return []
+    raw = conn.raw
+    try:
+        raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot lock the schema: {' '.join(str(exc).split())}") from None
+    try:
+        return _apply(conn, pending)
+    finally:
+        if not raw.closed:
+            raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _apply(conn: PgConnection, pending: list[Migration]) -> list[str]:
+    applied = []
+    spelled = overrides()
+    raw = conn.raw
+    for migration in pending:
         body = statements(migration, spelled)
-        raw = conn.raw
         try:
-            raw.execute("BEGIN")  # READ COMMITTED: the version is read after the lock
-            raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            raw.execute("BEGIN")  # after the lock: this transaction sees the holder's commits
             if schema_version(conn) >= migration.version:  # another gateway got here first
                 raw.execute("ROLLBACK")
                 continue

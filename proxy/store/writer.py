@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .batch import Conflict, DatabaseFailing, commit_batch
+from .batch import Conflict, DatabaseFailing, LostConnection, commit_batch
 from .dialect import DATABASE_ERRORS
 from .engines import Engine, PostgresEngine, SqliteEngine
 
@@ -218,7 +218,7 @@ class Store:
             if job.seal is not None:
                 job.seal()
         began = trio.current_time()
-        delay, given_up, conflicts = RETRY_FIRST, None, 0
+        delay, given_up, conflicts, reconnected = RETRY_FIRST, None, 0, False
         while True:
             outcome = await trio.to_thread.run_sync(
                 self._commit, batch, limiter=self._writer_limiter
@@ -228,6 +228,9 @@ class Store:
             if isinstance(outcome, Conflict) and conflicts < CONFLICT_RETRIES:
                 conflicts += 1  # another gateway won a race: run the batch again
                 await trio.sleep(random.uniform(0, 0.002 * conflicts))
+                continue
+            if isinstance(outcome, LostConnection) and not reconnected:
+                reconnected = True  # the pool hands out a fresh connection
                 continue
             if self.failing is None:
                 log.error("the database takes no writes (%s): keeping them, retrying", outcome)
@@ -277,13 +280,13 @@ class Store:
         """(In the writer's thread.) Whether another process changed the database, or the
         failure that kept the batch from committing."""
         try:
-            with self._engine.writer() as conn:
-                if batch:
+            if batch:
+                with self._engine.writer() as conn:
                     failed = commit_batch(conn, batch)
-                    self.stats.batches += 1
-                    self.stats.committed_jobs += len(batch) - failed
-                    self.stats.failed_jobs += failed
-                return self._engine.changed(conn)
+                self.stats.batches += 1
+                self.stats.committed_jobs += len(batch) - failed
+                self.stats.failed_jobs += failed
+            return self._engine.changed()
         except DatabaseFailing as exc:
             return exc
         except DATABASE_ERRORS as exc:
