@@ -4,8 +4,10 @@ The store's SQL uses `?` and `:name` placeholders, reads rows by index and by na
 drives transactions with `BEGIN IMMEDIATE` / `SAVEPOINT` / `COMMIT`. `PgConnection` gives
 the same surface over psycopg, so one function runs on either engine:
 
-- placeholders become psycopg's `%s` / `%(name)s`, and a `%` anywhere (a `LIKE` pattern
-  in a literal) becomes `%%`; the translation is done once per statement text (cached);
+- placeholders become PostgreSQL's own `$1, $2, ...` (a `:name` used twice is one
+  `$n`), sent through psycopg's `RawCursor`, which does not parse the query again: a
+  settlement's multi-row INSERT has thousands of them. The translation is done once per
+  statement text (cached, for statements of ordinary length); a `%` needs no escaping;
 - SQLite's case-insensitive `LIKE` becomes `ILIKE`, `instr(` becomes `strpos(`;
 - `BEGIN IMMEDIATE` (SQLite's "one writer at a time") becomes a REPEATABLE READ
   transaction: a job that reads then writes a row another gateway changed meanwhile
@@ -32,15 +34,17 @@ from psycopg.adapt import Dumper, Loader
 from .db import StoreError
 
 CHANNEL = "tokenroute_changes"
-_ANNOUNCE = f"SELECT pg_notify('{CHANNEL}', %s) WHERE pg_current_xact_id_if_assigned() IS NOT NULL"
+_ANNOUNCE = f"SELECT pg_notify('{CHANNEL}', $1) WHERE pg_current_xact_id_if_assigned() IS NOT NULL"
 CONNECT_TIMEOUT = 5  # seconds to reach the server before saying it cannot be reached
 _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ"
 _CONTROL = {"BEGIN IMMEDIATE": _BEGIN, "BEGIN": _BEGIN, "COMMIT": "COMMIT", "ROLLBACK": "ROLLBACK"}
 _CONTROL_STARTS = {"BEGI", "COMM", "ROLL", "SAVE", "RELE"}
 _TOKEN = re.compile(
-    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|::|\?|:([A-Za-z_]\w*)|%|\bLIKE\b|\binstr\s*\(""",
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|::|\?|:([A-Za-z_]\w*)|\bLIKE\b|\binstr\s*\(""",
     re.IGNORECASE,
 )
+_PLAIN = re.compile(r"""['":\-]|\bLIKE\b|\binstr\b""", re.IGNORECASE)  # needs the tokenizer
+_CACHED_LENGTH = 4096  # longer texts (multi-row INSERTs) are translated each time, quickly
 # SQLSTATE classes about the server, not about a job: connection, transaction rollback
 # (serialization, deadlock), resources (disk full), prerequisite state (lock not
 # available), operator intervention (shutdown), system and internal errors.
@@ -48,28 +52,48 @@ _DATABASE_CLASSES = {"08", "40", "53", "55", "57", "58", "XX"}
 CONFLICTS = {"40001", "40P01"}  # serialization failure, deadlock: run the batch again
 
 
-@functools.lru_cache(maxsize=2048)
-def translate(sql: str) -> str:
-    """SQLite-flavoured store SQL in psycopg's terms (see the module docstring)."""
+def translate(sql: str) -> tuple[str, tuple[str, ...] | None]:
+    """SQLite-flavoured store SQL in PostgreSQL's terms (see the module docstring): the
+    text, and for `:name` placeholders the names in `$n` order (None: positional)."""
+    if len(sql) <= _CACHED_LENGTH:
+        return _translate_cached(sql)
+    return _translate(sql)
+
+
+def _translate(sql: str) -> tuple[str, tuple[str, ...] | None]:
+    if not _PLAIN.search(sql):  # only `?`: the fast way, for thousands of them
+        parts = sql.split("?")
+        out = [parts[0]]
+        for n, part in enumerate(parts[1:], 1):
+            out += ("$", str(n), part)
+        return "".join(out), None
+    names: list[str] = []
+    count = 0
 
     def one(match: re.Match[str]) -> str:
+        nonlocal count
         token = match.group(0)
-        first = token[0]
-        if first in "'\"" or token.startswith("--"):
-            return token.replace("%", "%%")
+        if token[0] in "'\"" or token.startswith("--") or token == "::":
+            return token  # a literal, a quoted name, a comment, a cast
         if token == "?":
-            return "%s"
-        if match.group(1):
-            return f"%({match.group(1)})s"
-        if token == "%":
-            return "%%"
+            count += 1
+            return f"${count}"
+        name = match.group(1)
+        if name:
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
         if token.upper() == "LIKE":
             return "ILIKE"
-        if token.lower().startswith("instr"):
-            return "strpos("
-        return token  # `::`, a cast: not a named placeholder
+        return "strpos("  # SQLite's instr(haystack, needle), same argument order
 
-    return _TOKEN.sub(one, sql)
+    text = _TOKEN.sub(one, sql)
+    if names and count:
+        raise ValueError("a statement mixes ? and :name placeholders")
+    return text, (tuple(names) if names else None)
+
+
+_translate_cached = functools.lru_cache(maxsize=2048)(_translate)
 
 
 class Row(tuple):  # type: ignore[type-arg]
@@ -125,6 +149,7 @@ def configure(raw: psycopg.Connection[Any]) -> None:
     raw.adapters.register_loader("numeric", _IntegerNumeric)
     raw.adapters.register_dumper(bool, _BoolAsInteger)
     raw.row_factory = _rows
+    raw.cursor_factory = psycopg.RawCursor  # `$n` placeholders, sent as they are
 
 
 class PgConnection:
@@ -145,9 +170,10 @@ class PgConnection:
             if sql == "COMMIT":
                 self.raw.execute(_ANNOUNCE, (self.token,))
             return self.raw.execute(_CONTROL.get(sql.upper(), sql), prepare=False)
-        if not isinstance(params, Mapping):
-            params = tuple(params)
-        return self.raw.execute(translate(sql), params)  # type: ignore[arg-type]
+        text, names = translate(sql)
+        named = names is not None and isinstance(params, Mapping)
+        values = tuple(params[n] for n in names) if named else tuple(params)  # type: ignore[union-attr]
+        return self.raw.execute(text, values)  # type: ignore[arg-type]
 
     @property
     def in_transaction(self) -> bool:

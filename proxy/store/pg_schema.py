@@ -98,14 +98,14 @@ def migrate(conn: PgConnection, *, until: int | None = None) -> list[str]:
         return []
     raw = conn.raw
     try:
-        raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        raw.execute("SELECT pg_advisory_lock($1)", (MIGRATION_LOCK,))
     except psycopg.Error as exc:
         raise StoreError(f"cannot lock the schema: {' '.join(str(exc).split())}") from None
     try:
         return _apply(conn, pending)
     finally:
         if not raw.closed:
-            raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+            raw.execute("SELECT pg_advisory_unlock($1)", (MIGRATION_LOCK,))
 
 
 def _apply(conn: PgConnection, pending: list[Migration]) -> list[str]:
@@ -126,7 +126,7 @@ def _apply(conn: PgConnection, pending: list[Migration]) -> list[str]:
                 "name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
             )
             raw.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                 (migration.version, migration.name, int(time.time() * 1000)),
             )
             raw.execute("COMMIT")
