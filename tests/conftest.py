@@ -106,12 +106,20 @@ def gateway_env(fake_openai: FakeOpenAI) -> dict[str, str]:
 
 
 @pytest.fixture
-def gateway_settings(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
+def gateway_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, gateway_env: dict[str, str]
+) -> Settings:
+    """`TOKENROUTE_TEST_DATABASE=postgresql` puts every gateway of the run on PostgreSQL
+    (a developer's look for dialect slips: tests that pass `--db` to the CLI then fail)."""
+    extra = {}
+    if os.environ.get("TOKENROUTE_TEST_DATABASE") == "postgresql":
+        extra["TOKENROUTE_DATABASE_URL"] = request.getfixturevalue("pg_url")
     return load_settings(
         {
             **gateway_env,
             "TOKENROUTE_SHUTDOWN_GRACE": "2",
             "TOKENROUTE_INTERNAL_SECRET": INTERNAL_SECRET,
+            **extra,
         },
         None,
         {"db_path": tmp_path / "tokenroute.db", "port": 0},
