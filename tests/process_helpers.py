@@ -46,13 +46,16 @@ async def create_key(db: str, env: dict[str, str], credit: str = "1") -> dict[st
 
 @asynccontextmanager
 async def serving(
-    db: str, env: dict[str, str], log: Path
+    db: str, env: dict[str, str], log: Path, *args: str
 ) -> AsyncIterator[tuple[trio.Process, str]]:
     """Run the server until the block ends (killed then if still running); (process, url)."""
     port = free_port()
     with log.open("ab") as out:
         process = await trio.lowlevel.open_process(
-            [TOKENROUTE, "serve", "--db", db, "--port", str(port)], env=env, stdout=out, stderr=out
+            [TOKENROUTE, "serve", "--db", db, "--port", str(port), *args],
+            env=env,
+            stdout=out,
+            stderr=out,
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -47,11 +47,11 @@ async def test_credit_granted_here_is_spendable_at_once(services: Services) -> N
 
 async def test_new_limits_apply_to_the_next_request(services: Services) -> None:
     raw, key = await new_key(services, credit="1")
-    services.chat.admit(key)
+    await services.chat.admit(key)
     await services.accounts.set_limits(key.id, rps=1, burst=1)
     fresh = await services.accounts.authenticate(f"Bearer {raw}")
     assert (fresh.rps, fresh.burst) == (1, 1)
-    assert services.chat.limit_headers(fresh)["x-ratelimit-limit-requests"] == "1"
+    assert (await services.chat.limit_headers(fresh))["x-ratelimit-limit-requests"] == "1"
 
 
 async def test_errors_are_the_gateways(services: Services) -> None:

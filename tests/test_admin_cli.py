@@ -110,7 +110,8 @@ async def test_migrate_reports_the_schema_version(tmp_path) -> None:  # type: ig
         "0008_password_resets.sql",
         "0009_oauth_clients.sql",
         "0010_usage_retention.sql",
+        "0011_leases.sql",
     ]
-    assert first["schema_version"] == 10
+    assert first["schema_version"] == 11
     again = await run_json("migrate", "--db", db)
-    assert again["applied"] == [] and again["schema_version"] == 10
+    assert again["applied"] == [] and again["schema_version"] == 11

@@ -112,9 +112,12 @@ async def test_a_backup_taken_while_50_streams_run_restores_whole(
     assert restored["ok"] and await trio.Path(restored["replaced"]).exists()
     assert rows(db, "usage") == backed["usage"] and rows(db, "ledger") == backed["ledger"]
     assert not await trio.Path(f"{db}-wal").exists()
-    report = await books(db, env)
-    assert report["ok"] and report["open_holds"] > 0  # in flight when the copy was taken
-    async with running_gateway(nursery, gateway_settings) as again:  # holds released at start
+    assert query(copy, "SELECT count(*) FROM holds") > [(0,)]  # in flight at the copy
+    report = await books(db, env)  # the restore released them, and the leases
+    assert report["ok"] and report["open_holds"] == 0
+    assert query(db, "SELECT sum(leased) FROM api_keys") == [(0,)]
+    assert query(db, "SELECT count(*) FROM owners") == [(0,)]
+    async with running_gateway(nursery, gateway_settings) as again:
         reply = await again.client(raw).chat.completions.create(**CHAT)  # type: ignore[call-overload]
         assert reply.choices[0].message.content
         await again.wait_usage_rows(len(backed["usage"]) + 1)
@@ -146,7 +149,7 @@ def test_the_copy_is_one_snapshot_and_ends_under_constant_writes(tmp_path: Path)
     in_copy = query(tmp_path / "copy.db", "SELECT count(*) FROM usage")[0][0]
     assert verified.rows["usage"] == at_start == in_copy
     assert query(db, "SELECT count(*) FROM usage") == [(at_start + 3 * len(steps),)]
-    assert verified.problems == [] and verified.schema_version == 10
+    assert verified.problems == [] and verified.schema_version == 11
 
 
 async def test_backup_and_restore_refuse_what_they_cannot_do_safely(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ ONLY_IN = {
     "joserfc": "proxy.identity",
     "mcp": "proxy.http.mcp",  # the MCP SDK: one module of the HTTP surface
     "prometheus_client": "proxy.services.metrics_export",  # read at scrape time only
+    "redis": "proxy.access.redis_limits",  # Redis: limits across machines
 }
 # Pure logic: no event loop, no network, no disk database, no web framework.
 PURE = {"proxy.core", "proxy.providers", "proxy.routing"}

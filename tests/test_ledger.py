@@ -34,7 +34,7 @@ def test_a_batch_debits_each_request_and_clamps_only_a_short_balance(
     tmp_db: sqlite3.Connection,
 ) -> None:
     rich, poor = make_key(tmp_db, 10**6), make_key(tmp_db, 10_000, "b@example.com")
-    holds = [("h1", poor, "r1", 7_000, 0), ("h2", poor, "r2", 7_000, 0)]
+    holds = [("h1", poor, "r1", 7_000, 0, None), ("h2", poor, "r2", 7_000, 0, None)]
     with books.transaction(tmp_db):
         books.record_batch(tmp_db, holds, [])
     assert tmp_db.execute("SELECT count(*) FROM holds").fetchone()[0] == 2
@@ -46,7 +46,7 @@ def test_a_batch_debits_each_request_and_clamps_only_a_short_balance(
         (usage(rich, 0, "r5"), None),  # a failed request: a row, no debit
     ]
     with books.transaction(tmp_db):
-        charged = books.record_batch(tmp_db, [], settlements)
+        charged = books.record_batch(tmp_db, [], settlements).charged
     assert charged == [6_000, 500, 4_000, 0, 0]
     rows = tmp_db.execute("SELECT request_id, cost, unbilled FROM usage ORDER BY id").fetchall()
     assert [tuple(r) for r in rows] == [
@@ -66,7 +66,7 @@ def test_a_large_batch_splits_its_statements(tmp_db: sqlite3.Connection) -> None
     key = make_key(tmp_db, 10**9)
     settlements = [(usage(key, 7, f"r{i}"), None) for i in range(5_000)]
     with books.transaction(tmp_db):
-        assert sum(books.record_batch(tmp_db, [], settlements)) == 35_000
+        assert sum(books.record_batch(tmp_db, [], settlements).charged) == 35_000
     assert tmp_db.execute("SELECT count(*) FROM ledger WHERE kind = 'usage'").fetchone()[0] == 5_000
     assert books.check(tmp_db) == []
 

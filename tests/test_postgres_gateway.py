@@ -80,13 +80,14 @@ async def test_operator_commands_on_the_url(pg_gateway: RunningGateway) -> None:
 async def test_two_gateways_share_one_database(
     nursery: trio.Nursery, pg_settings: Settings
 ) -> None:
-    """Keys, balances and revocations made through one gateway (or a terminal) are what
-    the other one serves, within a second; the books stay whole with both settling."""
+    """200 requests on a key that pays for 20, spread over two gateways: each spends only
+    what it leased, so successes == charges and the balance never goes below zero; a
+    revocation written through one is honoured by the other within a second."""
     async with (
         running_gateway(nursery, pg_settings) as one,
         running_gateway(nursery, pg_settings) as two,
     ):
-        key_id, raw = one.create_key(credit=f"{40 * test_money.COST / 1e9:.9f}")
+        key_id, raw = one.create_key(credit=f"{20 * test_money.COST / 1e9:.9f}")  # pays for 20
         test_money.raise_limits(one, key_id, rps=10_000, burst=1_000)
         first, second = one.client(raw), two.client(raw)
         outcomes: list[str] = []
@@ -96,24 +97,22 @@ async def test_two_gateways_share_one_database(
                 await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=7)
                 outcomes.append("ok")
             except openai.APIStatusError as exc:
-                assert exc.status_code == 402, exc
-                outcomes.append("402")
+                assert exc.status_code in (402, 503), exc
+                outcomes.append(str(exc.status_code))
 
         async with trio.open_nursery() as calls:
-            for n in range(60):
+            for n in range(200):
                 calls.start_soon(call, first if n % 2 else second)
         ok = outcomes.count("ok")
-        assert ok >= 1 and ok + outcomes.count("402") == 60
+        assert 1 <= ok <= 20 and len(outcomes) == 200
         rows = await one.wait_usage_rows(ok)
+        # Each gateway spends only what it leased: nothing is served that is not paid for.
+        assert len(rows) == ok and all(r["cost"] == test_money.COST for r in rows)
+        assert all(r["unbilled"] == 0 for r in rows)
         state = test_money.books_of(one, key_id)
-        # Without leases each gateway's wallet may admit what the other one is spending;
-        # the database still never lets the balance go below zero nor disagree with the
-        # ledger, and every request is one usage row billed what the balance could pay.
-        charged = sum(r["cost"] for r in rows)
-        assert len(rows) == ok and state["balance"] >= 0
-        assert state["balance"] == 40 * test_money.COST - charged
-        assert sum(r["cost"] + r["unbilled"] for r in rows) == ok * test_money.COST
-        assert state["problems"] == [] and state["holds"] == 0
+        assert state["balance"] == 20 * test_money.COST - ok * test_money.COST >= 0
+        assert state["balance"] == sum(r["amount"] for r in state["ledger"])
+        assert state["problems"] == []
 
         conn = one.db()
         try:

@@ -84,30 +84,32 @@ def _key(**limits: object) -> KeyRecord:
     return KeyRecord("k1", "u1", "test", "sk-tr-abcd", 0, "active", 0, **limits)  # type: ignore[arg-type]
 
 
-def test_bucket_refills_at_the_sustained_rate() -> None:
+async def test_bucket_refills_at_the_sustained_rate() -> None:
     now = [100.0]
     limiter = RateLimiter(Settings(), clock=lambda: now[0])
     key = _key(rps=2.0, burst=3)
     for left in (2, 1, 0):
-        assert limiter.take(key)["x-ratelimit-remaining-requests"] == str(left)
+        assert (await limiter.take(key))["x-ratelimit-remaining-requests"] == str(left)
     with pytest.raises(Exception) as caught:
-        limiter.take(key)
+        await limiter.take(key)
     assert caught.value.headers["retry-after"] == "1"  # type: ignore[attr-defined]
     assert caught.value.headers["x-ratelimit-reset-requests"] == "1.5s"  # type: ignore[attr-defined]
     now[0] += 0.5  # one token back at 2/s
-    assert limiter.take(key)["x-ratelimit-remaining-requests"] == "0"
+    assert (await limiter.take(key))["x-ratelimit-remaining-requests"] == "0"
     now[0] += 10
-    assert limiter.peek(key)["x-ratelimit-remaining-requests"] == "3"  # never above the burst
+    assert (await limiter.peek(key))[
+        "x-ratelimit-remaining-requests"
+    ] == "3"  # never above the burst
 
 
-def test_retry_after_rounds_up_to_whole_seconds() -> None:
+async def test_retry_after_rounds_up_to_whole_seconds() -> None:
     now = [0.0]
     limiter = RateLimiter(Settings(), clock=lambda: now[0])
     key = _key(rps=0.25, burst=1)
-    limiter.take(key)
+    await limiter.take(key)
     now[0] += 0.5
     with pytest.raises(Exception) as caught:
-        limiter.take(key)
+        await limiter.take(key)
     wait = (1 - 0.5 * 0.25) / 0.25
     assert caught.value.headers["retry-after"] == str(math.ceil(wait))  # type: ignore[attr-defined]
 

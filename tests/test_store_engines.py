@@ -100,12 +100,12 @@ def test_credit_and_debit_keep_balance_equal_to_the_ledger(conn: Any) -> None:
 def test_a_settlement_batch_writes_usage_debits_and_rollups(conn: Any) -> None:
     rich, poor = key(conn, 10_000, name="rich"), key(conn, 250, name="poor")
     with books.transaction(conn):
-        books.record_batch(conn, [("h1", poor, "req-9", 300, T0)], [])
+        books.record_batch(conn, [("h1", poor, "req-9", 300, T0, None)], [])
     settlements = [(usage(rich, 1_000, 1), None), (usage(poor, 200, 2), None),
                    (usage(poor, 200, 3), "h1"), (usage(None, 0, 4, status=401), None),
                    (usage(rich, 0, 5, status=502), None)]  # fmt: skip
     with books.transaction(conn):
-        charged = books.record_batch(conn, [], settlements)
+        charged = books.record_batch(conn, [], settlements).charged
     assert charged == [1_000, 200, 50, 0, 0]  # the poor key's second request: what was left
     rows = conn.execute("SELECT id, key_id, cost, unbilled FROM usage ORDER BY id").fetchall()
     assert [(r["cost"], r["unbilled"]) for r in rows] == [(1000, 0), (200, 0), (50, 150),

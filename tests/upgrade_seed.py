@@ -69,6 +69,11 @@ def seed(conn: sqlite3.Connection) -> Seeded:
         "UPDATE api_keys SET balance = "
         "(SELECT coalesce(sum(amount), 0) FROM ledger WHERE key_id = api_keys.id)"
     )
+    if version >= 11:  # what the dead gateway leased is out of the free balance
+        conn.execute(
+            "UPDATE api_keys SET leased = "
+            "(SELECT coalesce(sum(amount), 0) FROM leases WHERE key_id = api_keys.id)"
+        )
     conn.execute("COMMIT")
     return Seeded(version, raw, "k-alice-prod", "alice@example.com")
 
@@ -139,7 +144,11 @@ def _usage(conn: sqlite3.Connection, version: int) -> None:
 def _money(conn: sqlite3.Connection) -> None:
     """A hold a gateway that died left behind: released when the gateway starts again."""
     put(conn, "holds", id="h-stale", key_id="k-alice-prod", request_id="req-dead",
-        amount=NANO // 10, created_at=T0 + 3 * DAY)  # fmt: skip
+        amount=NANO // 10, created_at=T0 + 3 * DAY, owner="o-dead")  # fmt: skip
+    put(conn, "owners", id="o-dead", host="old-host", pid=4242, started_at=T0,
+        heartbeat_at=T0 + 3 * DAY)  # fmt: skip
+    put(conn, "leases", key_id="k-alice-prod", owner="o-dead", amount=NANO // 20,
+        updated_at=T0 + 3 * DAY)  # fmt: skip
 
 
 def _identity(conn: sqlite3.Connection) -> None:

@@ -1,9 +1,11 @@
-"""Per-key request limits: a token bucket for requests, a cap on concurrent streams.
+"""Per-key request limits: GCRA for requests, a cap on concurrent streams.
 
 A key's limits are its own overrides (`tokenroute admin set-limits`) over its
-tier's (`[tiers.NAME]` in the config). The bucket holds `burst` requests and
-refills at `rps`; every `/v1` response carries OpenAI's `x-ratelimit-*` headers
-so that clients can pace themselves before they hit a 429.
+tier's (`[tiers.NAME]` in the config): `burst` requests at once, then `rps`. Every
+`/v1` response carries OpenAI's `x-ratelimit-*` headers (limit: the burst; remaining;
+reset: until the whole burst is free again) so that clients can pace themselves before
+they hit a 429. Where the counts live is the `LimitStore` that `limit_store` picks from
+the settings: this process, the workers' shared table on this machine, or Redis.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from dataclasses import dataclass
 import trio
 
 from ..core.config import Settings
-from ..core.errors import RateLimited
+from ..core.errors import ConfigError, RateLimited, ServiceUnavailable
 from ..store import KeyRecord
-
-IDLE_FORGET = 600.0  # seconds: a full bucket idle this long is dropped
+from .limit_store import LimitStore, MemoryLimits
+from .machine_limits import MachineLimits
+from .shared_state import SharedState
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,37 +30,62 @@ class Limits:
     burst: int
     max_streams: int
 
+    @property
+    def interval(self) -> float:
+        """Seconds between requests at the sustained rate."""
+        return 1.0 / self.rps
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
+
+def limit_store(settings: Settings) -> LimitStore:
+    """Where this process keeps keys' limits and shares cooldowns: Redis when configured
+    (gateways on several machines), else the supervisor's table when this process is one
+    of its workers, else this process's memory."""
+    scale = settings.scale
+    if scale.redis_url:
+        from .redis_limits import RedisLimits  # redis-py is imported only by who uses it
+
+        return RedisLimits(
+            scale.redis_url, reclaim_after=scale.reclaim_after, heartbeat=scale.heartbeat
+        )
+    if settings.worker is not None:
+        worker = settings.worker
+        try:
+            state = SharedState.open(worker.shared_state, worker.index)
+        except (OSError, ValueError) as exc:  # the supervisor makes it before its workers
+            raise ConfigError(f"the workers' shared table {worker.shared_state}: {exc}") from exc
+        return MachineLimits(state)
+    return MemoryLimits()
 
 
 class RateLimiter:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = trio.current_time):
+    def __init__(
+        self,
+        settings: Settings,
+        store: LimitStore | None = None,
+        *,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
         self._settings = settings
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._streams: dict[str, int] = {}
+        self._store = store if store is not None else MemoryLimits(clock)
+        self._streams: dict[str, int] = {}  # this process's, for the metrics
 
     def limits(self, key: KeyRecord) -> Limits:
         tier = self._settings.tier(key.tier)
         return Limits(
             rps=key.rps if key.rps is not None else tier.rps,
-            burst=key.burst if key.burst is not None else tier.burst,
+            burst=max(1, key.burst if key.burst is not None else tier.burst),
             max_streams=key.max_streams if key.max_streams is not None else tier.max_streams,
         )
 
-    def take(self, key: KeyRecord) -> dict[str, str]:
-        """Count one request; its rate-limit headers, or raise 429 carrying them."""
+    async def take(self, key: KeyRecord) -> dict[str, str]:
+        """Count one request; its rate-limit headers, or raise 429 carrying them (503 when
+        the store that holds the limits cannot be reached)."""
         limits = self.limits(key)
-        bucket = self._refill(key.id, limits)
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return _headers(limits, bucket)
-        wait = (1 - bucket.tokens) / limits.rps
-        headers = _headers(limits, bucket)
+        admission = await self._store.admit(key.id, limits.interval, limits.burst)
+        headers = _headers(limits, admission.ahead)
+        if admission.admitted:
+            return headers
+        wait = max(0.0, admission.ahead + limits.interval - limits.burst * limits.interval)
         headers["retry-after"] = str(max(1, math.ceil(wait)))
         raise RateLimited(
             f"rate limit reached for this key: {limits.burst} requests at once, then "
@@ -65,64 +93,53 @@ class RateLimiter:
             headers=headers,
         )
 
-    def peek(self, key: KeyRecord) -> dict[str, str]:
-        """The headers without counting a request."""
+    async def peek(self, key: KeyRecord) -> dict[str, str]:
+        """The headers without counting a request; none when the store cannot be reached
+        (they are advice, and an answer that does not count a request needs no store)."""
         limits = self.limits(key)
-        return _headers(limits, self._refill(key.id, limits))
+        try:
+            return _headers(limits, await self._store.ahead(key.id))
+        except ServiceUnavailable:
+            return {}
 
-    def open_stream(self, key: KeyRecord) -> None:
+    async def open_stream(self, key: KeyRecord) -> None:
         """Count a stream in; raise 429 at the key's cap. Pair with `close_stream`."""
         cap = self.limits(key).max_streams
-        open_now = self._streams.get(key.id, 0)
-        if open_now >= cap:
+        opened, open_now = await self._store.open_stream(key.id, cap)
+        if not opened:
             raise RateLimited(
                 f"this key already has {open_now} streams open (its limit is {cap}); "
                 "wait for one to finish",
                 headers={"retry-after": "1"},
             )
-        self._streams[key.id] = open_now + 1
+        self._streams[key.id] = self._streams.get(key.id, 0) + 1
 
     @property
     def open_streams(self) -> int:
-        """Streams open now, all keys together (read when metrics are scraped)."""
+        """Streams open now in this process, all keys together (read when metrics are
+        scraped)."""
         return sum(self._streams.values())
 
     def close_stream(self, key: KeyRecord) -> None:
+        """Never waits: it runs in cancelled and shielded cleanup."""
         left = self._streams.get(key.id, 0) - 1
-        if left > 0:
+        if left < 0:
+            return
+        if left:
             self._streams[key.id] = left
         else:
-            self._streams.pop(key.id, None)
-
-    def forget_idle(self) -> int:
-        """Drop buckets that are full and idle; how many went."""
-        now = self._clock()
-        stale = [k for k, b in self._buckets.items() if now - b.at > IDLE_FORGET]
-        for key_id in stale:
-            del self._buckets[key_id]
-        return len(stale)
-
-    async def housekeeping(self) -> None:
-        while True:
-            await trio.sleep(IDLE_FORGET / 2)
-            self.forget_idle()
-
-    def _refill(self, key_id: str, limits: Limits) -> _Bucket:
-        now = self._clock()
-        bucket = self._buckets.get(key_id)
-        if bucket is None:
-            bucket = self._buckets[key_id] = _Bucket(float(limits.burst), now)
-        else:
-            bucket.tokens = min(limits.burst, bucket.tokens + (now - bucket.at) * limits.rps)
-            bucket.at = now
-        return bucket
+            del self._streams[key.id]
+        self._store.close_stream(key.id)
 
 
-def _headers(limits: Limits, bucket: _Bucket) -> dict[str, str]:
+def _headers(limits: Limits, ahead: float) -> dict[str, str]:
+    """`ahead`: seconds the key's TAT is ahead of now (0: its whole burst is free)."""
+    ahead = max(0.0, ahead)
+    free = (limits.burst * limits.interval - ahead) / limits.interval
     return {
         "x-ratelimit-limit-requests": str(limits.burst),
-        "x-ratelimit-remaining-requests": str(max(0, math.floor(bucket.tokens))),
-        "x-ratelimit-reset-requests": _duration((limits.burst - bucket.tokens) / limits.rps),
+        "x-ratelimit-remaining-requests": str(max(0, min(limits.burst, math.floor(free + 1e-9)))),
+        "x-ratelimit-reset-requests": _duration(ahead),
     }
 
 

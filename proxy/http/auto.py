@@ -23,7 +23,7 @@ def auto_blueprint(services: Services) -> Blueprint:
     @bp.post("/route/explain")
     async def explain() -> Response:
         key = await services.accounts.authenticate(request.headers.get("authorization"))
-        g.limit_headers = services.chat.admit(key)
+        g.limit_headers = await services.chat.admit(key)
         body = parse_json(await request.get_data())
         explanation, headers = services.chat.explain(key, body, request.headers.get(SESSION_HEADER))
         return Response(

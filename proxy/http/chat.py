@@ -75,7 +75,7 @@ async def serve_chat(
     limits: dict[str, str] = {}
     call: ChatCall | None = None
     try:
-        limits = chat.admit(key)
+        limits = await chat.admit(key)
         call = dialect.prepare(chat, key, parse_json(request.body), headers, request)
         respond.outcome = call.outcome
         if call.stream:

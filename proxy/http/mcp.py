@@ -241,7 +241,7 @@ def add_tools(server: MCPServer, services: Services) -> None:
     ) -> Reply:
         who = caller_of(ctx)
         if who.key is not None:  # counted against the key's rate limit, as on /v1
-            services.chat.admit(who.key)
+            await services.chat.admit(who.key)
         body = _given(messages=messages, tools=tools)
         explanation, _ = services.chat.explain(who.key, body, session_id)
         return Reply(explanation)

@@ -50,6 +50,6 @@ async def serve_count_tokens(
     try:
         counted, limits = await services.chat.count_tokens(key, parse_json(request.body), headers)
     except GatewayError as error:
-        await respond.error(error, services.chat.limit_headers(key))
+        await respond.error(error, await services.chat.limit_headers(key))
         return
     await respond.body(200, {"content-type": JSON, **limits}, orjson.dumps(counted))

@@ -32,7 +32,7 @@ def v1_blueprint(services: Services) -> Blueprint:
 
     async def limits() -> dict[str, str]:
         key = await services.accounts.authenticate(credential())
-        g.limit_headers = chat.limit_headers(key)
+        g.limit_headers = await chat.limit_headers(key)
         return g.limit_headers  # type: ignore[no-any-return]
 
     async def anthropic(answer: Callable[[], Awaitable[object]]) -> Response:
@@ -82,7 +82,7 @@ def v1_blueprint(services: Services) -> Blueprint:
         status, outcome = None, None  # for the metrics: what was answered, what ran
         try:
             key = await services.accounts.authenticate(credential())
-            g.limit_headers = service.admit(key)
+            g.limit_headers = await service.admit(key)
             request_id = request.headers.get("x-request-id", "")
             body = parse_json(await request.get_data())
             call = g.call = service.prepare(key, body, request_id, started)

@@ -26,6 +26,7 @@ from .factory import (
 )
 from .identity import IdentityService
 from .payments import PaymentService
+from .processes import reclaim_worker, startup_reclaim
 from .reports import ReportService, settings_table
 from .status import StatusService
 
@@ -66,7 +67,9 @@ __all__ = [
     "build_services",
     "migrate_database",
     "pending_database_migrations",
+    "reclaim_worker",
     "settings_table",
+    "startup_reclaim",
     "stop_reason",
     "with_operator",
 ]

@@ -93,13 +93,13 @@ class ChatService:
         self._tokens = tokens
 
     # -- admission and the catalog ---------------------------------------------------------
-    def admit(self, key: KeyRecord) -> dict[str, str]:
+    async def admit(self, key: KeyRecord) -> dict[str, str]:
         """Count one request against the key's rate limit; its headers, or 429."""
-        return self._limiter.take(key)
+        return await self._limiter.take(key)
 
-    def limit_headers(self, key: KeyRecord) -> dict[str, str]:
+    async def limit_headers(self, key: KeyRecord) -> dict[str, str]:
         """The key's rate-limit headers without counting a request."""
-        return self._limiter.peek(key)
+        return await self._limiter.peek(key)
 
     def models(self) -> list[Model]:
         return sorted(self._catalog.listed(), key=lambda m: m.id)
@@ -213,7 +213,7 @@ class ChatService:
         is Anthropic's and its upstream answers, else the gateway's estimate; and the key's
         rate-limit headers (a count is a request to the operator's upstream)."""
         chat = parse_messages_request(body, headers, count_only=True)
-        limits = self.admit(key)
+        limits = await self.admit(key)
         chosen = self._decide(key, chat.body, None).models if chat.model == AUTO_MODEL else None
         model = plan_route(chat.body, self._catalog, self._settings.routes, chosen)[0]
         if model.wire == "anthropic" and self._failover.health.available(model.id):

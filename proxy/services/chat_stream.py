@@ -87,7 +87,7 @@ class OpenChatStream:
 
     async def __aenter__(self) -> ChatStream:
         key = self._outcome.key
-        self._limiter.open_stream(key)  # 429 at the key's cap, before anything is held
+        await self._limiter.open_stream(key)  # 429 at the key's cap, before anything is held
         try:
             async with Unanswered(self._meter, self._outcome):
                 opened, headers = await self._start()

@@ -74,9 +74,9 @@ class EmbeddingService:
         self._failover = failover
         self._adapters = dict(adapters)  # provider -> its embeddings wire; None: it has none
 
-    def admit(self, key: KeyRecord) -> dict[str, str]:
+    async def admit(self, key: KeyRecord) -> dict[str, str]:
         """Count one request against the key's rate limit (shared with chat); headers, or 429."""
-        return self._limiter.take(key)
+        return await self._limiter.take(key)
 
     def prepare(self, key: KeyRecord, body: Any, request_id: str, started: float) -> EmbeddingCall:
         """Validate the body and plan its route: 400 for what no model of it could embed."""

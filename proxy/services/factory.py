@@ -18,7 +18,8 @@ import outcome
 import trio
 
 from ..access.auth import KeyAuth
-from ..access.ratelimit import RateLimiter
+from ..access.limit_store import LimitStore
+from ..access.ratelimit import RateLimiter, limit_store
 from ..core.config import Settings
 from ..core.errors import ConfigError
 from ..core.money import format_usd
@@ -39,7 +40,6 @@ from ..store import (
     pending_migrations,
     schema_version,
 )
-from ..store.ledger import release_holds
 from ..store.lock import DatabaseLock
 from ..upstream.cooldown import Cooldowns
 from ..upstream.documents import DocumentFetcher
@@ -85,21 +85,24 @@ class Services:
     _store: Store
     _relay: Relay
     _documents: DocumentFetcher
-    _limiter: RateLimiter
+    _wallets: Wallets
+    _limits: LimitStore  # keys' limits and stream counts, upstream verdicts: maybe shared
     _auth: KeyAuth
     _housekeeping: trio.CancelScope
+    _limits_scope: trio.CancelScope
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Open the store (migrating it) and start the background work in `nursery`."""
         await nursery.start(self._store.run)
+        await nursery.start(self._run_limits)
         await self._auth.start()
         self._documents.open()
         await self.identity.start()
-        released, amount = await self._store.write(release_holds)
-        if released:
+        released, amount = await self._wallets.start()
+        if released or amount:
             log.warning(
-                "released %d holds ($%s) left by a gateway process that stopped without "
-                "settling them; the usage of those requests is unknown",
+                "released %d holds and $%s of leases left by a gateway process that stopped "
+                "without settling them; the usage of those requests is unknown",
                 released,
                 format_usd(amount),
             )
@@ -111,7 +114,11 @@ class Services:
         """Stop background work, close upstream pools, let the writer commit what is queued."""
         self._housekeeping.cancel()
         self.retention.stop()
+        with trio.move_on_after(10):
+            await self._wallets.retire()
         await self._relay.aclose()
+        await self._limits.aclose()  # after the streams: their slots are given back first
+        self._limits_scope.cancel()
         await self._documents.aclose()
         await self.payments.aclose()
         self._store.close()
@@ -127,8 +134,12 @@ class Services:
     async def _keep_house(self) -> None:
         with self._housekeeping:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._limiter.housekeeping)
+                nursery.start_soon(self._wallets.run)
                 nursery.start_soon(self.metrics.watch_loop)
+
+    async def _run_limits(self, task_status: trio.TaskStatus[None]) -> None:
+        with self._limits_scope:
+            await self._limits.run(task_status=task_status)
 
 
 def build_services(settings: Settings) -> Services:
@@ -139,15 +150,18 @@ def build_services(settings: Settings) -> Services:
         wal_autocheckpoint=settings.wal_autocheckpoint,
         on_batch=metrics.batch_committed,
     )
-    wallets = Wallets(store)
+    scale = settings.scale
+    wallets = Wallets(store, reclaim_after=scale.reclaim_after, lease_idle=scale.lease_idle)
     tokens = TokenCounter()
     catalog = build_catalog(settings)
     relay = Relay(
         {p.name: p for p in settings.providers},
         {p.name: adapter_for(p) for p in settings.providers},
     )
-    health = UpstreamHealth(Cooldowns(settings), on_failure=metrics.upstream_failed)
-    limiter = RateLimiter(settings)
+    limits = limit_store(settings)
+    cooldowns = Cooldowns(settings, shared=limits.cooldowns)
+    health = UpstreamHealth(cooldowns, on_failure=metrics.upstream_failed)
+    limiter = RateLimiter(settings, limits)
     documents = DocumentFetcher()
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
     auth = KeyAuth(store, settings.key_cache_seconds)
@@ -206,9 +220,11 @@ def build_services(settings: Settings) -> Services:
         _store=store,
         _relay=relay,
         _documents=documents,
-        _limiter=limiter,
+        _wallets=wallets,
+        _limits=limits,
         _auth=auth,
         _housekeeping=trio.CancelScope(),
+        _limits_scope=trio.CancelScope(),
     )
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import ledger
+from . import leases, ledger
 from .db import StoreError, connect, migrate, migrations, schema_version
 from .lock import DatabaseInUse, DatabaseLock
 
@@ -201,6 +201,11 @@ def _stage(backup_path: Path, staged: Path) -> Verified:
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn)  # what the server would do at its next start
+            # No process has the restored file open yet: what the processes that had the
+            # copy open leased and held goes back to the keys.
+            conn.execute("BEGIN IMMEDIATE")
+            leases.reclaim(conn, stale_before=2**62)
+            conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode = DELETE")
         finally:
             conn.close()

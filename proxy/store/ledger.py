@@ -11,9 +11,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
-from . import retention
+from ..core.money import format_usd
+from . import leases, retention
 from .accounts import AccountError, Missing, now_ms
 from .dialect import next_ids, utc_day
 from .rollups import roll_up
@@ -50,13 +51,19 @@ def credit(
     if amount == 0:
         raise AccountError("the amount is zero")
     row = conn.execute(
-        "UPDATE api_keys SET balance = balance + ? WHERE id = ? AND balance + ? >= 0 "
+        "UPDATE api_keys SET balance = balance + ? WHERE id = ? AND balance + ? >= leased "
         "RETURNING balance",
         (amount, key_id, amount),
     ).fetchone()
     if row is None:
         if conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is None:
             raise Missing(f"no key with id {key_id}")
+        leased = conn.execute("SELECT leased FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if leased and leased[0]:
+            raise AccountError(
+                "the balance cannot go below what requests in flight hold "
+                f"(${format_usd(leased[0])}); retry in a minute"
+            )
         raise AccountError("the balance cannot go below zero")
     conn.execute(
         "INSERT INTO ledger (key_id, kind, amount, reference, actor, note, created_at) "
@@ -66,29 +73,45 @@ def credit(
     return int(row[0])
 
 
+@dataclass(slots=True)
+class Settled:
+    """What a batch of settlements did: the amount charged each (in order), and per key the
+    part taken from this process's lease and the key's free balance afterwards."""
+
+    charged: list[int] = field(default_factory=list)
+    from_lease: dict[str, int] = field(default_factory=dict)
+    free: dict[str, int] = field(default_factory=dict)
+
+
 def record_batch(
     conn: sqlite3.Connection,
-    new_holds: Iterable[tuple[str, str, str, int, int]],
+    new_holds: Iterable[tuple[str, str, str, int, int, str | None]],
     settlements: list[tuple[UsageRecord, str | None]],
-) -> list[int]:
-    """Persist holds and settle requests, a writer batch at a time; the amount charged each.
+    owner: str | None = None,
+) -> Settled:
+    """Persist holds and settle requests, a writer batch at a time.
 
-    Each settlement writes its usage row, debits its cost (never below zero: what
-    the balance cannot cover stays on the row as `unbilled`, possible only when
-    an upstream ignored the limit its hold was sized for), adds the debit to the
-    ledger and drops its hold. Rows go in as multi-row statements: a handful of
-    statements per batch rather than several per request, because every
-    statement hands the GIL back and forth with the event loop's thread.
+    Each settlement writes its usage row, debits its cost from `owner`'s lease on the key
+    (what the lease lacks, from the key's free balance; never below what other processes
+    leased: what the balance cannot cover stays on the row as `unbilled`, possible only
+    when an upstream ignored the limit its hold was sized for, or when this process's
+    lease was reclaimed under it), adds the debit to the ledger and drops its hold. Rows
+    go in as multi-row statements: a handful of statements per batch rather than several
+    per request, because every statement hands the GIL back and forth with the event
+    loop's thread.
     """
     _insert_rows(
-        conn, "holds", ("id", "key_id", "request_id", "amount", "created_at"), list(new_holds)
+        conn,
+        "holds",
+        ("id", "key_id", "request_id", "amount", "created_at", "owner"),
+        list(new_holds),
     )
     if not settlements:
-        return []
-    charged = _charge(conn, settlements)
+        return Settled()
+    settled = _charge(conn, settlements, owner)
     ids = next_ids(conn, "usage", len(settlements))  # a sequence on PostgreSQL
     usage_rows, debits, billed_rows = [], [], []
-    for offset, ((record, _), amount) in enumerate(zip(settlements, charged, strict=True)):
+    for offset, ((record, _), amount) in enumerate(zip(settlements, settled.charged, strict=True)):
         billed = replace(record, cost=amount, unbilled=record.cost - amount)
         billed_rows.append(billed)
         usage_rows.append((ids[offset], *usage_values(billed)))
@@ -108,42 +131,69 @@ def record_batch(
     for start in range(0, len(released), 500):
         part = released[start : start + 500]
         conn.execute(f"DELETE FROM holds WHERE id IN ({', '.join('?' * len(part))})", part)
-    return charged
+    return settled
 
 
 def _charge(
-    conn: sqlite3.Connection, settlements: list[tuple[UsageRecord, str | None]]
-) -> list[int]:
+    conn: sqlite3.Connection, settlements: list[tuple[UsageRecord, str | None]], owner: str | None
+) -> Settled:
     """Debit each key once for the batch; clamp request by request only for a short balance."""
     totals: dict[str, int] = {}
     for record, _ in settlements:
         if record.cost > 0 and record.key_id is not None:
             totals[record.key_id] = totals.get(record.key_id, 0) + record.cost
-    short: set[str] = set()
+    settled = Settled()
+    paid: dict[str, int] = {}  # keys that cannot pay their whole total: what they can
     for key_id, total in sorted(totals.items()):  # one lock order for every gateway
-        updated = conn.execute(
-            "UPDATE api_keys SET balance = balance - ? WHERE id = ? AND balance >= ?",
-            (total, key_id, total),
-        )
-        if updated.rowcount != 1:
-            short.add(key_id)
-    left = {
-        key_id: conn.execute("SELECT balance FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-        for key_id in short
-    }
-    charged = []
+        from_lease = _from_lease(conn, key_id, owner, total)
+        row = conn.execute(
+            "UPDATE api_keys SET balance = balance - ?, leased = leased - ? "
+            "WHERE id = ? AND balance - leased >= ? RETURNING balance - leased",
+            (total, from_lease, key_id, total - from_lease),
+        ).fetchone()
+        if row is None:  # short: the lease and the free balance pay what they can
+            free = conn.execute(
+                "SELECT balance - leased FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+            paid[key_id] = from_lease + max(0, int(free[0])) if free else 0
+            row = conn.execute(
+                "UPDATE api_keys SET balance = balance - ?, leased = leased - ? WHERE id = ? "
+                "RETURNING balance - leased",
+                (paid[key_id], from_lease, key_id),
+            ).fetchone()
+        settled.from_lease[key_id] = from_lease
+        settled.free[key_id] = int(row[0]) if row else 0
     for record, _ in settlements:
-        if record.key_id in short:
-            row = left[record.key_id]
-            amount = min(record.cost, row[0] if row else 0)
-            left[record.key_id] = (row[0] - amount,) if row else None
+        if record.key_id is None:
+            settled.charged.append(0)
+        elif record.key_id in paid:
+            amount = min(max(record.cost, 0), paid[record.key_id])
+            paid[record.key_id] -= amount
+            settled.charged.append(amount)
         else:
-            amount = record.cost if record.key_id is not None else 0
-        charged.append(max(0, amount))
-    for key_id in short:
-        if left[key_id] is not None:
-            conn.execute("UPDATE api_keys SET balance = ? WHERE id = ?", (left[key_id][0], key_id))
-    return charged
+            settled.charged.append(max(0, record.cost))
+    return settled
+
+
+def _from_lease(conn: sqlite3.Connection, key_id: str, owner: str | None, total: int) -> int:
+    """Take up to `total` from `owner`'s lease on the key; how much it had."""
+    if owner is None:
+        return 0
+    if (
+        conn.execute(
+            "UPDATE leases SET amount = amount - ? WHERE key_id = ? AND owner = ? AND amount >= ?",
+            (total, key_id, owner, total),
+        ).rowcount
+        == 1
+    ):
+        return total
+    row = conn.execute(
+        "SELECT amount FROM leases WHERE key_id = ? AND owner = ?", (key_id, owner)
+    ).fetchone()
+    if row is None or row[0] == 0:
+        return 0
+    conn.execute("UPDATE leases SET amount = 0 WHERE key_id = ? AND owner = ?", (key_id, owner))
+    return int(row[0])
 
 
 def _insert_rows(
@@ -157,12 +207,6 @@ def _insert_rows(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * len(part))}",
             [value for row in part for value in row],
         )
-
-
-def release_holds(conn: sqlite3.Connection) -> tuple[int, int]:
-    """Drop every hold (at start-up they belong to a process that died): (count, total)."""
-    rows = conn.execute("DELETE FROM holds RETURNING amount").fetchall()
-    return len(rows), sum(r[0] for r in rows)
 
 
 def balances(conn: sqlite3.Connection, key_ids: list[str]) -> dict[str, int]:
@@ -264,6 +308,7 @@ def check(conn: sqlite3.Connection) -> list[str]:
             (since,),  # before the horizon, retention deleted the row: the debit stays
         )
     ]
+    problems += leases.problems(conn)
     problems += [
         f"ledger row {row_id}: a usage debit on usage row {usage_id} of another key"
         for row_id, usage_id in conn.execute(

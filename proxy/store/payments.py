@@ -173,8 +173,10 @@ def claw_back(
     wanted = max(0, min(target, paid.credit) - paid.clawed_back)
     if wanted == 0:
         return Effect()
-    balance = conn.execute("SELECT balance FROM api_keys WHERE id = ?", (paid.key_id,)).fetchone()
-    debit = min(wanted, int(balance[0]))
+    free = conn.execute(  # money leased to requests in flight cannot be taken back
+        "SELECT balance - leased FROM api_keys WHERE id = ?", (paid.key_id,)
+    ).fetchone()
+    debit = min(wanted, max(0, int(free[0])))
     if debit:
         books.credit(conn, paid.key_id, -debit, kind=kind, reference=event_id, actor="stripe",
                      note=f"{event_type} on payment {paid.id}")  # fmt: skip

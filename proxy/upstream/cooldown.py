@@ -6,14 +6,21 @@ long); an upstream whose account is out of credit or whose key is refused cools
 down for `cooldown_long_seconds`. When the period ends, the next request probes
 it: one request at a time goes through until one succeeds (healthy again) or
 fails (cooling again). Times are on trio's clock, so tests run on a MockClock.
+
+With several processes the verdict is shared (`SharedVerdicts`: the workers' table or
+Redis, in `time.monotonic()` seconds, converted here): an upstream cooled by one process
+is skipped by the others, and a success seen by any ends its cooldown for all. Failure
+counts and probes stay each process's own.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -22,6 +29,14 @@ from ..core.logs import event
 
 log = logging.getLogger("tokenroute.upstreams")
 MAX_RETRY_AFTER = 3600.0  # seconds: an upstream cannot park itself longer than this
+
+
+class SharedVerdicts(Protocol):
+    """Cooldown verdicts other processes see; times on `time.monotonic()`."""
+
+    def cooling_until(self, upstream: str) -> float: ...  # 0.0: healthy; may be past
+    def cool(self, upstream: str, until: float) -> None: ...
+    def clear(self, upstream: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -35,14 +50,20 @@ class _Health:
 
 
 class Cooldowns:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = trio.current_time):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = trio.current_time,
+        shared: SharedVerdicts | None = None,
+    ):
         self._settings = settings
         self._clock = clock
+        self._shared = shared
         self._health: dict[str, _Health] = {}
 
     def available(self, upstream: str) -> bool:
         """Whether to try this upstream now; a cooled one past its period takes one probe."""
-        health = self._health.get(upstream)
+        health = self._sync(upstream)
         if health is None or health.cooling_until == 0.0:
             return True
         if self._clock() < health.cooling_until or health.probing:
@@ -57,7 +78,7 @@ class Cooldowns:
         return max(0.0, health.cooling_until - self._clock()) if health else 0.0
 
     def succeeded(self, upstream: str) -> None:
-        health = self._health.get(upstream)
+        health = self._sync(upstream)
         if health is None:
             return
         health.successes += 1
@@ -65,6 +86,8 @@ class Cooldowns:
             if health.cooling_until:
                 log.info("upstream %s: healthy again", upstream,
                          extra=event("upstream", upstream=upstream, state="healthy"))  # fmt: skip
+                if self._shared is not None:
+                    self._shared.clear(upstream)
             health.cooling_until, health.probing = 0.0, False
             health.failures.clear()
 
@@ -103,6 +126,8 @@ class Cooldowns:
         if period is not None:
             health.cooling_until = now + period
             window.clear()
+            if self._shared is not None:
+                self._shared.cool(upstream, time.monotonic() + period)
             log.warning("upstream %s: cooling down for %.0f s after %s", upstream, period, reason,
                         extra=event("upstream", upstream=upstream, state="cooling",
                                     seconds=round(period), reason=reason))  # fmt: skip
@@ -110,6 +135,8 @@ class Cooldowns:
     def states(self, *, details: bool = False) -> dict[str, dict[str, object]]:
         """Each upstream seen so far, for /readyz; its last error only for the operator
         (`details`): an upstream's words can name the operator's account."""
+        for upstream in list(self._health):
+            self._sync(upstream)
         now = self._clock()
         out: dict[str, dict[str, object]] = {}
         for upstream, health in sorted(self._health.items()):
@@ -123,3 +150,22 @@ class Cooldowns:
                 state["last_error"] = health.last_error
             out[upstream] = state
         return out
+
+    def _sync(self, upstream: str) -> _Health | None:
+        """The upstream's health here, with the shared verdict taken in: cooling until
+        when (set by any process), or healthy again (a success anywhere)."""
+        health = self._health.get(upstream)
+        if self._shared is None:
+            return health
+        until = self._shared.cooling_until(upstream)
+        if not until:
+            if health is not None and health.cooling_until:
+                log.info("upstream %s: healthy again (seen by another process)", upstream,
+                         extra=event("upstream", upstream=upstream, state="healthy"))  # fmt: skip
+                health.cooling_until, health.probing = 0.0, False
+                health.failures.clear()
+            return health
+        if health is None:
+            health = self._health[upstream] = _Health()
+        health.cooling_until = self._clock() + (until - time.monotonic())
+        return health
