@@ -11,6 +11,9 @@ import pytest
 import trio
 
 from proxy.core.config import Settings
+from proxy.services.processes import startup_reclaim
+from proxy.store import accounts as acc
+from proxy.store import leases, migrate, open_database
 from proxy.store import ledger as books
 from tests import test_money
 from tests.cli_helpers import clean_env, run_cli, run_json
@@ -127,3 +130,26 @@ async def test_two_gateways_share_one_database(
                 except openai.AuthenticationError:
                     break
                 await trio.sleep(0.05)
+
+
+async def test_the_supervisor_reclaims_a_dead_workers_lease_on_postgresql(
+    pg_settings: Settings,
+) -> None:
+    """`serve --workers` releases what this host's dead processes leased, on the URL."""
+    url = pg_settings.scale.database_url or ""
+    conn = open_database(url)
+    try:
+        migrate(conn)
+        with books.transaction(conn):
+            user = acc.create_user(conn, "w@example.com")
+            key = acc.create_key(conn, user_id=user.id, name="w", key_hash=b"w" * 32,
+                                 key_prefix="sk-tr-w", credit=1_000)  # fmt: skip
+            leases.register_owner(conn, "dead-worker")
+            conn.execute("UPDATE owners SET pid = ? WHERE id = 'dead-worker'", (2**22 + 7,))
+            assert leases.take(conn, key.id, "dead-worker", 100, 100, 1).granted == 100
+        assert await trio.to_thread.run_sync(startup_reclaim, pg_settings) == (0, 100)
+        assert conn.execute("SELECT leased FROM api_keys").fetchone()[0] == 0
+        assert books.check(conn) == [] and leases.problems(conn) == []
+    finally:
+        conn.close()
+    assert not pg_settings.db_path.exists()
