@@ -35,6 +35,7 @@ def create_app(settings: Settings) -> QuartTrio:
         await services.start(app.nursery)
         await app.nursery.start(mcp.run)  # the MCP SDK's session manager, while we serve
         app.secret_key = services.identity.session_secret()  # the sign-in page's cookies
+        app.extensions["tokenroute.started"] = True
 
     @app.after_serving
     async def stop_services() -> None:
@@ -57,6 +58,12 @@ def asgi_app(app: QuartTrio) -> Edge | Forwarded:
 def metrics_asgi_app(app: QuartTrio) -> MetricsListener:
     """What `[metrics] listen` serves: `/metrics` alone, without the internal secret."""
     return MetricsListener(services_of(app))
+
+
+def started(app: QuartTrio) -> bool:
+    """Whether the app's start (services, MCP) went through: Hypercorn reports serving even
+    after a failed one, and the failure reaches it a moment later."""
+    return bool(app.extensions.get("tokenroute.started"))
 
 
 def services_of(app: QuartTrio) -> Services:

@@ -1,9 +1,10 @@
 """Serving the app under Hypercorn's trio worker in this process.
 
-One process, one event loop: no master/worker pair. SIGTERM or SIGINT starts a
-graceful shutdown: stop accepting, let in-flight requests (long streams
-included) finish for `shutdown_grace` seconds, then cancel them; their usage is
-still recorded before the store closes.
+One process, one event loop. SIGTERM or SIGINT starts a graceful shutdown: stop
+accepting, let in-flight requests (long streams included) finish for `shutdown_grace`
+seconds, then cancel them; their usage is still recorded before the store closes.
+A worker of `serve --workers N` runs the same, on the listening sockets its supervisor
+bound and handed down (`fd://`), and the supervisor forwards it the signal.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
-from .app import asgi_app, create_app, metrics_asgi_app, services_of
+from .app import asgi_app, create_app, metrics_asgi_app, services_of, started
 from .core.config import Settings
 from .core.logs import event
 
@@ -29,7 +30,8 @@ DRAIN_MARGIN = 5.0  # seconds for cut streams to send their error event and usag
 
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    shared = settings.worker.listen_fd if settings.worker else None
+    config.bind = [f"fd://{shared}" if shared is not None else f"{settings.host}:{settings.port}"]
     # Our own drain ends streams at `shutdown_grace`; Hypercorn's cancel is the backstop.
     config.graceful_timeout = settings.shutdown_grace + DRAIN_MARGIN
     config.backlog = 2048
@@ -43,7 +45,8 @@ def hypercorn_config(settings: Settings) -> Config:
 def metrics_config(settings: Settings) -> Config:
     """The `[metrics] listen` listener's: one address, no access log, a short drain."""
     config = Config()
-    config.bind = [str(settings.metrics.listen)]
+    shared = settings.worker.metrics_fd if settings.worker else None
+    config.bind = [f"fd://{shared}" if shared is not None else str(settings.metrics.listen)]
     config.graceful_timeout = 1.0
     config.accesslog = None
     config.errorlog = logging.getLogger("tokenroute.server")
@@ -110,6 +113,8 @@ async def serve(
             nursery.cancel_scope.cancel()
 
         binds = await nursery.start(run)
+        if not started(app):  # its start failed: the error is on its way; never say "serving"
+            await trio.sleep_forever()
         services.identity.serving_at(binds[0])
         log.info("serving", extra=event("start", listen=binds, version=version("tokenroute")))
         task_status.started(binds)

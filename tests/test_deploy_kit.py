@@ -81,6 +81,7 @@ def test_the_unit_runs_the_gateway_as_the_readme_installs_it() -> None:
     assert (service["User"], service["StateDirectory"]) == ("tokenroute", "tokenroute")
     assert service["EnvironmentFile"] == "/etc/tokenroute/tokenroute.env"
     assert service["Restart"] == "on-failure" and service["KillSignal"] == "SIGTERM"
+    assert service["KillMode"] == "mixed"  # the supervisor forwards SIGTERM to its workers once
     for directive in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices",
                       "LockPersonality", "MemoryDenyWriteExecute"):  # fmt: skip
         assert service[directive] == "yes", directive

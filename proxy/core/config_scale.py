@@ -47,6 +47,16 @@ class WorkerRole:
     count: int
     shared_state: Path  # the table of limits, stream counts and cooldowns on this machine
     listen_fd: int | None = None  # the supervisor's listening socket, when it shares one
+    metrics_fd: int | None = None  # the supervisor's `[metrics] listen` socket, when set
+
+    @property
+    def run_dir(self) -> Path:
+        """The supervisor's private directory: the shared table and the metrics sockets."""
+        return self.shared_state.parent
+
+    def metrics_socket(self, index: int) -> Path:
+        """Where worker `index` answers its own counters to its siblings (`/metrics`)."""
+        return self.run_dir / f"metrics-{index}.sock"
 
 
 def parse_workers(setting: str, value: Any) -> int:

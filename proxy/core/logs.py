@@ -3,7 +3,9 @@
 A record says what happened in its `event` (`request`, `start`, `config`, `upstream`,
 `shutdown`, or `log` for a plain message) and carries its data in `fields`, passed as
 `extra={"event": ..., "fields": {...}}` (see `event`). The JSON formatter puts the fields
-beside the message; the human one appends them as `name=value`. Nothing here knows a
+beside the message; the human one appends them as `name=value`. A worker of
+`serve --workers N` says which it is on every line (`"worker": i`, or `[worker i]`), so
+the interleaved lines of N processes on one stderr can be told apart. Nothing here knows a
 secret: callers log key ids, never keys, and no tokens, passwords or provider keys.
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 import orjson
 
 HUMAN = "%(asctime)s %(levelname)s %(name)s %(message)s"
+HUMAN_WORKER = "%(asctime)s %(levelname)s [worker {worker}] %(name)s %(message)s"
 
 
 def event(name: str, **fields: Any) -> dict[str, Any]:
@@ -30,7 +33,12 @@ def fields_of(record: logging.LogRecord) -> Mapping[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ts, level, logger, event, msg, then the record's fields."""
+    """One JSON object per record: ts, level, logger, the worker (in a worker), event, msg,
+    then the record's fields."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         seconds = int(record.created)
@@ -39,6 +47,7 @@ class JsonFormatter(logging.Formatter):
             "ts": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
+            **({} if self._worker is None else {"worker": self._worker}),
             "event": getattr(record, "event", None) or "log",
             "msg": record.getMessage(),
         }
@@ -52,8 +61,8 @@ class JsonFormatter(logging.Formatter):
 class HumanFormatter(logging.Formatter):
     """The classic line, with a structured record's fields after its message."""
 
-    def __init__(self) -> None:
-        super().__init__(HUMAN)
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__(HUMAN if worker is None else HUMAN_WORKER.format(worker=worker))
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)

@@ -24,7 +24,7 @@ def metrics_blueprint(services: Services) -> Blueprint:
     async def metrics() -> Response:
         """The gateway's counters and gauges, for Prometheus (send X-Internal-Secret)."""
         export.check(request.headers.get("x-internal-secret"))
-        body, content_type = export.render(request.headers.get("accept"))
+        body, content_type = await export.render(request.headers.get("accept"))
         return Response(body, content_type=content_type, headers={"cache-control": "no-store"})
 
     return bp
@@ -49,7 +49,7 @@ class MetricsListener:
             status, content_type, body = 405, "text/plain", b"GET /metrics\n"
         else:
             accept = headers.get(b"accept", b"").decode("latin-1")
-            body, content_type = self._export.render(accept)
+            body, content_type = await self._export.render(accept)
             status = 200
         await send(
             {

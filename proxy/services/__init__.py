@@ -5,6 +5,7 @@ package and `proxy.core`, never the store, the upstream relay or the money
 internals: every rule lives here once.
 """
 
+from ..access.shared_state import SharedState
 from ..core.chat import Chunks, StreamDone, StreamEvent, StreamFailed
 from ..providers.anthropic_in import stop_reason
 from ..store import KeyRecord, Migration, UsageRecord, UserRecord
@@ -57,6 +58,7 @@ __all__ = [
     "Redirect",
     "ReportService",
     "Services",
+    "SharedState",
     "StatusService",
     "StreamDone",
     "StreamEvent",

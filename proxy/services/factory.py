@@ -55,6 +55,7 @@ from .embeddings import EmbeddingService
 from .identity import IdentityService
 from .metrics import Metrics
 from .metrics_export import MetricsExport
+from .metrics_peers import MetricsPeers
 from .payments import PaymentService
 from .reports import ReportService
 from .retention import RetentionService
@@ -90,6 +91,7 @@ class Services:
     _auth: KeyAuth
     _housekeeping: trio.CancelScope
     _limits_scope: trio.CancelScope
+    _peers: MetricsPeers | None  # a worker's siblings, for `/metrics`; None: alone
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Open the store (migrating it) and start the background work in `nursery`."""
@@ -107,7 +109,7 @@ class Services:
                 format_usd(amount),
             )
         self._relay.open()
-        nursery.start_soon(self._keep_house)
+        await nursery.start(self._keep_house)
         nursery.start_soon(self.retention.run)
 
     async def stop(self) -> None:
@@ -131,11 +133,16 @@ class Services:
         cutter.cut(reason)
         return open_reads
 
-    async def _keep_house(self) -> None:
+    async def _keep_house(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         with self._housekeeping:
             async with trio.open_nursery() as nursery:
+                if self._peers is not None:  # listening before we serve: siblings scrape us
+                    await nursery.start(self._peers.serve, self.metrics_export.own)
                 nursery.start_soon(self._wallets.run)
                 nursery.start_soon(self.metrics.watch_loop)
+                task_status.started()
 
     async def _run_limits(self, task_status: trio.TaskStatus[None]) -> None:
         with self._limits_scope:
@@ -166,6 +173,7 @@ def build_services(settings: Settings) -> Services:
     identity = IdentityService(store, settings, fetch_json=documents.get_json)
     auth = KeyAuth(store, settings.key_cache_seconds)
     accounts = AccountService(store, settings, auth, on_credit=wallets.reload)
+    peers = _metrics_peers(settings)
     reservations = Reservations(
         wallets,
         tokens,
@@ -216,6 +224,7 @@ def build_services(settings: Settings) -> Services:
             store=store,
             health=health,
             open_streams=lambda: limiter.open_streams,
+            siblings=peers.gather if peers else None,
         ),
         _store=store,
         _relay=relay,
@@ -225,7 +234,16 @@ def build_services(settings: Settings) -> Services:
         _auth=auth,
         _housekeeping=trio.CancelScope(),
         _limits_scope=trio.CancelScope(),
+        _peers=peers,
     )
+
+
+def _metrics_peers(settings: Settings) -> MetricsPeers | None:
+    role = settings.worker
+    if role is None or role.count < 2:
+        return None
+    others = tuple(role.metrics_socket(i) for i in range(role.count) if i != role.index)
+    return MetricsPeers(role.metrics_socket(role.index), others)
 
 
 def migrate_database(settings: Settings) -> tuple[list[str], int]:

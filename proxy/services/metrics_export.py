@@ -6,24 +6,31 @@ store's queue, the upstreams' cooldowns, the open streams), when a scrape asks; 
 process and Python collectors add memory, CPU and garbage collection. Each app has its
 own `CollectorRegistry`.
 
-Several worker processes would each hold their own counters; prometheus-client's
-multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`) only sees its own value classes, so
-that day each process needs its own scrape target or a merge of these dicts.
+Workers (`serve --workers N`) each hold their own counters, and prometheus-client's
+multiprocess mode only sees its own value classes; so the worker a scrape lands on reads
+its siblings' expositions (`metrics_peers`) and answers the sum: every sample of the same
+name and labels added up, counters, histograms' buckets, sums and counts, and the gauges
+that are amounts (queue depth, open streams, memory). The gauges that are states take the
+largest value instead (an upstream cooling in any worker, a failing store), and a
+process's start time the earliest; `tokenroute_workers_scraped` says how many workers
+the answer covers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..access.internal import internal_secret_matches
 from ..core.errors import AuthenticationFailed, NotFound
@@ -32,6 +39,15 @@ from ..upstream.health import UpstreamHealth
 from .metrics import Histogram, Metrics
 
 UPSTREAM_STATES = ("healthy", "cooling", "probing")
+# Across workers a sample is summed, except these: states, not amounts.
+MERGED_BY: dict[str, Callable[[float, float], float]] = {
+    "tokenroute_upstream_state": max,
+    "tokenroute_upstream_cooldown_remaining_seconds": max,
+    "tokenroute_store_failing": max,
+    "process_start_time_seconds": min,
+    "process_max_fds": max,
+    "python_info": max,
+}
 
 
 class MetricsExport:
@@ -45,8 +61,11 @@ class MetricsExport:
         store: Store,
         health: UpstreamHealth,
         open_streams: Callable[[], int],
+        siblings: Callable[[], Awaitable[list[bytes]]] | None = None,
     ) -> None:
+        """`siblings`: the other workers' own expositions (None: this process is alone)."""
         self._secret = secret
+        self._siblings = siblings
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(metrics, store, health, open_streams))
         ProcessCollector(registry=self.registry)
@@ -64,10 +83,59 @@ class MetricsExport:
         if not internal_secret_matches(self._secret, given):
             raise AuthenticationFailed("send the internal secret in X-Internal-Secret")
 
-    def render(self, accept: str | None = None) -> tuple[bytes, str]:
-        """(body, content type): the text format the scraper asks for in `Accept`."""
+    async def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """(body, content type): the whole gateway's, in the text format the scraper asks
+        for in `Accept`."""
         encode, content_type = choose_encoder(accept or "")
-        return encode(self.registry), content_type
+        if self._siblings is None:
+            return encode(self.registry), content_type
+        others = await self._siblings()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Merged(merged(self.registry.collect(), others)))
+        return encode(registry), content_type
+
+    def own(self) -> bytes:
+        """This process's exposition alone, in the text format (what a sibling reads)."""
+        return generate_latest(self.registry)
+
+
+def merged(own: Iterable[Metric], others: list[bytes]) -> list[Metric]:
+    """The families of this process and of `others` (expositions), summed (`MERGED_BY`)."""
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Any]] = {}
+    parsed = (text_string_to_metric_families(text.decode()) for text in others)
+    for family in itertools.chain(own, *parsed):
+        if family.name not in families:
+            families[family.name] = Metric(family.name, family.documentation, family.type)
+            values[family.name] = {}
+        seen, combine = values[family.name], MERGED_BY.get(family.name)
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            if key not in seen:
+                seen[key] = [sample.labels, sample.value]
+            else:
+                old = seen[key][1]
+                seen[key][1] = combine(old, sample.value) if combine else old + sample.value
+    for name, family in families.items():
+        for (sample_name, _), (labels, value) in values[name].items():
+            family.add_sample(sample_name, labels, value)
+    reporting = GaugeMetricFamily(
+        "tokenroute_workers_scraped",
+        "Worker processes whose figures this answer sums (fewer than configured while one "
+        "restarts).",
+        value=1 + len(others),
+    )
+    return [*families.values(), reporting]
+
+
+class _Merged:
+    """A collector of families already made."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
 
 
 class _Collector:
