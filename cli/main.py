@@ -19,7 +19,7 @@ from typing import Any
 
 from .output import EXIT_SERVER, EXIT_USER, UserFacingError, fail
 
-OPERATOR = ("serve", "migrate", "admin", "backup", "restore")
+OPERATOR = ("serve", "migrate", "migrate-to-postgres", "admin", "backup", "restore")
 
 
 class Parser(argparse.ArgumentParser):
@@ -101,6 +101,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                          "run, changing nothing (exit 0: up to date, 4: pending)")  # fmt: skip
     migrate.add_argument("--json", action="store_true", help="machine-readable output")
     migrate.set_defaults(run=lazy(".migrate", "migrate_command"))
+    to_pg = commands.add_parser("migrate-to-postgres", help="copy a SQLite database into an "
+                                "empty PostgreSQL one, and verify the copy")  # fmt: skip
+    to_pg.add_argument("--from", dest="source", required=True, metavar="FILE",
+                       help="the SQLite database (it may be in use)")  # fmt: skip
+    to_pg.add_argument("--to", required=True, metavar="URL", help="postgresql://... (empty)")
+    to_pg.add_argument("--json", action="store_true", help="machine-readable output")
+    to_pg.set_defaults(run=lazy(".pg_copy", "migrate_to_postgres_command"))
     backup = commands.add_parser("backup", help="copy the database while the server runs, "
                                  "and verify the copy")  # fmt: skip
     backup.add_argument("--step-pages", type=int, default=1024, metavar="N",

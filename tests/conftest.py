@@ -1,4 +1,5 @@
-"""Real parts: a fake upstream on its own port, the gateway on another, a real SQLite file."""
+"""Real parts: a fake upstream on its own port, the gateway on another, a real SQLite file
+(or a real PostgreSQL server, for the `scaleout` tests: `pg_url`)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from proxy.core.money import usd_to_units
 from proxy.server import serve
 from proxy.services import Services, build_services
 from proxy.store import accounts as acc
-from proxy.store import connect, migrate
+from proxy.store import connect, migrate, open_database
 from proxy.store.ledger import transaction
 from tests import log_capture
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.pg_cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_SECRET = "operator-secret-for-tests-0001"  # X-Internal-Secret: the operator's view
@@ -42,9 +44,10 @@ class RunningGateway:
     clients: list[AsyncOpenAI] = field(default_factory=list)
 
     def db(self) -> sqlite3.Connection:
-        conn = connect(self.db_path)
+        """A connection of our own: to the SQLite file, or the PostgreSQL database."""
+        conn = open_database(self.settings.scale.database_url or self.db_path)
         migrate(conn)
-        return conn
+        return conn  # type: ignore[no-any-return]
 
     def create_key(self, credit: str = "10", email: str = "dev@example.com") -> tuple[str, str]:
         """A user (made if needed) and a key; returns (key id, raw key)."""
@@ -103,12 +106,20 @@ def gateway_env(fake_openai: FakeOpenAI) -> dict[str, str]:
 
 
 @pytest.fixture
-def gateway_settings(tmp_path: Path, gateway_env: dict[str, str]) -> Settings:
+def gateway_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, gateway_env: dict[str, str]
+) -> Settings:
+    """`TOKENROUTE_TEST_DATABASE=postgresql` puts every gateway of the run on PostgreSQL
+    (a developer's look for dialect slips: tests that pass `--db` to the CLI then fail)."""
+    extra = {}
+    if os.environ.get("TOKENROUTE_TEST_DATABASE") == "postgresql":
+        extra["TOKENROUTE_DATABASE_URL"] = request.getfixturevalue("pg_url")
     return load_settings(
         {
             **gateway_env,
             "TOKENROUTE_SHUTDOWN_GRACE": "2",
             "TOKENROUTE_INTERNAL_SECRET": INTERNAL_SECRET,
+            **extra,
         },
         None,
         {"db_path": tmp_path / "tokenroute.db", "port": 0},
@@ -180,6 +191,49 @@ def tmp_db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     migrate(conn)
     yield conn
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One PostgreSQL server for the whole run; a test that needs it fails (never skips)
+    when the binaries are missing."""
+    try:
+        cluster = Cluster().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh, empty database on the test server; its URL (with the password)."""
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url)
+
+
+@pytest.fixture
+def pg_settings(tmp_path: Path, gateway_env: dict[str, str], pg_url: str) -> Settings:
+    """The gateway's settings with its store on PostgreSQL."""
+    return load_settings(
+        {
+            **gateway_env,
+            "TOKENROUTE_SHUTDOWN_GRACE": "2",
+            "TOKENROUTE_INTERNAL_SECRET": INTERNAL_SECRET,
+            "TOKENROUTE_DATABASE_URL": pg_url,
+        },
+        None,
+        {"db_path": tmp_path / "unused.db", "port": 0},
+    )
+
+
+@pytest.fixture
+async def pg_gateway(nursery: trio.Nursery, pg_settings: Settings) -> AsyncIterator[RunningGateway]:
+    async with running_gateway(nursery, pg_settings) as running:
+        yield running
 
 
 def pytest_configure(config: Any) -> None:

@@ -42,6 +42,8 @@ ALLOWED: dict[str, set[str]] = {
 ONLY_IN = {
     "sqlite3": "proxy.store",
     "sqlite_utils": "proxy.store",
+    "psycopg": "proxy.store",  # PostgreSQL: the store alone knows the engine
+    "psycopg_pool": "proxy.store",
     "httpx2": "proxy.upstream",
     "httpx": "proxy.upstream",
     "stripe": "proxy.payments",

@@ -22,6 +22,14 @@ __all__ = ["BackupError", "DatabaseInUse", "Done", "NotTrusted", "StoreError", "
            "backup", "restore"]  # fmt: skip
 
 
+def _refuse_postgres(settings: Settings) -> None:
+    if settings.scale.database_url:
+        raise BackupError(
+            "the database is PostgreSQL (TOKENROUTE_DATABASE_URL): back it up and restore it "
+            "with pg_dump and pg_restore; tokenroute backup and restore copy a SQLite file"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Done:
     verified: Verified  # what the file now holds
@@ -35,6 +43,7 @@ def backup(
     """A verified online copy of the configured database at `target`."""
     if step_pages < 1:
         raise BackupError("--step-pages: expected at least 1")
+    _refuse_postgres(settings)
     started = time.monotonic()
     verified = copies.backup(settings.db_path, target, force=force, step_pages=step_pages)
     return Done(verified, time.monotonic() - started)
@@ -43,6 +52,7 @@ def backup(
 def restore(settings: Settings, source: Path, *, force: bool = False) -> Done:
     """Replace the configured database with a verified copy of `source`; refused while a
     tokenroute process (or any other SQLite connection) has the database open."""
+    _refuse_postgres(settings)
     started = time.monotonic()
     verified, replaced = copies.restore(source, settings.db_path, force=force)
     return Done(verified, time.monotonic() - started, replaced)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import outcome
@@ -30,8 +31,15 @@ from ..providers import adapter_for, embedding_adapter_for
 from ..routing.autoroute import AutoRouter
 from ..routing.catalog import build_catalog
 from ..routing.sessions import Sessions
-from ..store import Migration, Store, StoreError, connect, migrate, pending_migrations
-from ..store.db import schema_version
+from ..store import (
+    Migration,
+    Store,
+    StoreError,
+    migrate,
+    open_database,
+    pending_migrations,
+    schema_version,
+)
 from ..store.lock import DatabaseLock
 from ..upstream.cooldown import Cooldowns
 from ..upstream.documents import DocumentFetcher
@@ -145,6 +153,7 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()  # the lower layers report to it through callbacks
     store = Store(
         settings.db_path,
+        database_url=settings.scale.database_url,
         wal_autocheckpoint=settings.wal_autocheckpoint,
         on_batch=metrics.batch_committed,
     )
@@ -241,8 +250,10 @@ def migrate_database(settings: Settings) -> tuple[list[str], int]:
     """Create or upgrade the schema: (migrations applied, schema version). Blocks: call it
     before serving or in a thread. A database that cannot be opened is one line."""
     try:
-        conn = connect(settings.db_path)
+        conn = open_database(database_target(settings))
         try:
+            if settings.scale.database_url:  # an advisory lock in each migration
+                return migrate(conn), schema_version(conn)
             with DatabaseLock(settings.db_path, exclusive=False):  # not during a restore
                 return migrate(conn), schema_version(conn)
         finally:
@@ -255,9 +266,14 @@ def pending_database_migrations(settings: Settings) -> tuple[int, list[Migration
     """(the schema version, the migrations `migrate_database` would apply), the database
     left exactly as it was: an operator reads this before upgrading a live file."""
     try:
-        return pending_migrations(settings.db_path)
+        return pending_migrations(database_target(settings))
     except StoreError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def database_target(settings: Settings) -> Path | str:
+    """The PostgreSQL URL when there is one (it wins over the SQLite path), else the file."""
+    return settings.scale.database_url or settings.db_path
 
 
 @dataclass(frozen=True)
@@ -286,7 +302,11 @@ async def with_operator(
     Its exception, if any, comes out as itself (not wrapped in a nursery's group).
     """
     await trio.to_thread.run_sync(migrate_database, settings)
-    store = Store(settings.db_path, wal_autocheckpoint=settings.wal_autocheckpoint)
+    store = Store(
+        settings.db_path,
+        database_url=settings.scale.database_url,
+        wal_autocheckpoint=settings.wal_autocheckpoint,
+    )
     accounts = AccountService(store, settings, KeyAuth(store, settings.key_cache_seconds))
     documents = DocumentFetcher()
     identity = IdentityService(store, settings, fetch_json=documents.get_json)

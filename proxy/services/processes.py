@@ -1,4 +1,5 @@
-"""Start-up and restart work the worker supervisor does once, on the database file.
+"""Start-up and restart work the worker supervisor does once, on the database (the file,
+or PostgreSQL when `TOKENROUTE_DATABASE_URL` is set).
 
 Blocking calls (the supervisor has no event loop): they run before workers start, or
 between a worker's death and its replacement.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from ..core.config import Settings
 from ..core.errors import ConfigError
-from ..store import StoreError, connect
+from ..store import StoreError, open_database
 from ..store import leases as store_leases
 from ..store.ledger import transaction
 
@@ -25,7 +26,7 @@ def reclaim_worker(settings: Settings, pid: int) -> tuple[int, int]:
 
 def _reclaim(settings: Settings, how: object) -> tuple[int, int]:
     try:
-        conn = connect(settings.db_path)
+        conn = open_database(settings.scale.database_url or settings.db_path)
         try:
             with transaction(conn):
                 found = how(conn)  # type: ignore[operator]

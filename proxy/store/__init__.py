@@ -1,7 +1,9 @@
-"""The only package that touches SQLite: schema, migrations, the writer, queries."""
+"""The only package that touches the database (SQLite, or PostgreSQL through psycopg):
+schema, migrations, the writer, queries."""
 
 from .accounts import AccountError, Duplicate, KeyRecord, Missing, UserRecord
-from .db import Migration, StoreError, connect, migrate, pending_migrations
+from .db import Migration, StoreError, connect
+from .schema import migrate, open_database, pending_migrations, schema_version
 from .usage import UsageRecord
 from .writer import Store
 
@@ -17,5 +19,7 @@ __all__ = [
     "UserRecord",
     "connect",
     "migrate",
+    "open_database",
     "pending_migrations",
+    "schema_version",
 ]

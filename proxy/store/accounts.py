@@ -11,6 +11,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from .dialect import INTEGRITY_ERRORS, is_postgres
+
 
 class AccountError(Exception):
     """A problem with an account operation the caller can fix (bad input); one line."""
@@ -79,7 +81,7 @@ def create_user(
             "VALUES (?, ?, ?, ?, ?, ?)",
             (user.id, user.email, user.display_name, int(admin), user.status, user.created_at),
         )
-    except sqlite3.IntegrityError as exc:
+    except INTEGRITY_ERRORS as exc:
         raise Duplicate(f"a user with email {email} already exists") from exc
     return user
 
@@ -154,7 +156,18 @@ def key_by_hash(conn: sqlite3.Connection, key_hash: bytes) -> KeyRecord | None:
 
 
 def key_hashes_since(conn: sqlite3.Connection, rowid: int) -> tuple[int, list[bytes]]:
-    """The digests of keys added after `rowid` (all for 0), and the last rowid seen."""
+    """The digests of keys added after `rowid` (all for 0), and the last rowid seen.
+
+    PostgreSQL has no rowid in commit order (gateways insert at once), so there the
+    position is a transaction id: every transaction older than the snapshot's `xmin` has
+    finished, and keys inserted by newer ones are read again next time (the caller keeps
+    a set). A key committed late is never skipped."""
+    if is_postgres(conn):
+        horizon = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
+        found = conn.execute(
+            "SELECT key_hash FROM api_keys WHERE txid >= CAST(? AS xid8)", (str(rowid),)
+        ).fetchall()
+        return int(horizon[0]), [bytes(r[0]) for r in found]
     rows = conn.execute(
         "SELECT rowid, key_hash FROM api_keys WHERE rowid > ? ORDER BY rowid", (rowid,)
     ).fetchall()

@@ -4,7 +4,10 @@ Run in the writer's thread. A job that fails for its own reasons (a duplicate, a
 value SQLite cannot store) is rolled back alone under a savepoint and reported to its
 submitter; the rest commit. A failure of the database itself (full disk, I/O error,
 a lock held elsewhere past the busy timeout) rolls the whole batch back and raises
-`DatabaseFailing`: the writer keeps the batch and commits it, once, when it can.
+`DatabaseFailing`: the writer keeps the batch and commits it, once, when it can. On
+PostgreSQL the same holds for the server's errors (a lost connection, a full disk, a
+read-only server); a serialization failure or a deadlock with another gateway is a
+`Conflict`: the batch is simply run again.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from . import pg
+from .dialect import DATABASE_ERRORS
 
 log = logging.getLogger("tokenroute.store")
 
@@ -33,6 +39,14 @@ class DatabaseFailing(Exception):
     """The database cannot commit right now; nothing of the batch was kept."""
 
 
+class Conflict(DatabaseFailing):
+    """Another gateway's transaction won a race with the batch (PostgreSQL): run it again."""
+
+
+class LostConnection(DatabaseFailing):
+    """The server dropped the writer's connection (PostgreSQL): try once more at once."""
+
+
 class Job(Protocol):
     fn: Callable[..., Any]
     args: tuple[Any, ...]
@@ -42,6 +56,8 @@ class Job(Protocol):
 
 
 def about_the_database(exc: BaseException) -> bool:
+    if pg.about_the_server(exc):
+        return True
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(exc, sqlite3.OperationalError) and code is None:
         return True  # e.g. "database is locked" from an old SQLite: not a job's own error
@@ -67,8 +83,12 @@ def commit_batch(conn: sqlite3.Connection, batch: Sequence[Job]) -> int:
         _roll_back(conn)
         for job in batch:
             job.result, job.error = None, None
-        if isinstance(exc, sqlite3.Error):
-            raise DatabaseFailing(str(exc) or type(exc).__name__) from exc
+        if pg.is_conflict(exc):
+            raise Conflict(str(exc)) from exc
+        if pg.lost_connection(exc, getattr(conn, "raw", None)):
+            raise LostConnection(" ".join(str(exc).split())) from exc
+        if isinstance(exc, DATABASE_ERRORS):
+            raise DatabaseFailing(" ".join(str(exc).split()) or type(exc).__name__) from exc
         raise
     return sum(1 for job in batch if job.error is not None)
 
@@ -93,5 +113,5 @@ def _roll_back(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         try:
             conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("rollback failed (SQLite rolls back itself on the next BEGIN): %s", exc)

@@ -119,11 +119,11 @@ def pending_migrations(path: Path | str) -> tuple[int, list[Migration]]:
             conn.close()
     except sqlite3.Error as exc:
         raise StoreError(f"database {target}: {exc}") from exc
-    _refuse_newer(current, len(known))
+    refuse_newer(current, len(known))
     return current, known[current:]
 
 
-def _refuse_newer(current: int, latest: int) -> None:
+def refuse_newer(current: int, latest: int) -> None:
     if current > latest:
         raise StoreError(
             f"the database is at schema version {current}, newer than this tokenroute "
@@ -139,7 +139,7 @@ def migrate(conn: sqlite3.Connection, *, until: int | None = None) -> list[str]:
     applied = []
     known = migrations()
     current = schema_version(conn)
-    _refuse_newer(current, len(known))
+    refuse_newer(current, len(known))
     for migration in known[current:until]:
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -22,6 +22,7 @@ from .accounts import (
     user_by_id,
     user_row,
 )
+from .dialect import INTEGRITY_ERRORS
 
 
 class GrantError(AccountError):
@@ -147,7 +148,7 @@ def add_device_code(
             "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (device_hash, user_code, client_id, scope, interval, expires_at, now),
         )
-    except sqlite3.IntegrityError as exc:
+    except INTEGRITY_ERRORS as exc:
         raise Duplicate(f"user code {user_code} is in use") from exc
 
 

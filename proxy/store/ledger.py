@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from ..core.money import format_usd
 from . import leases, retention
 from .accounts import AccountError, Missing, now_ms
+from .dialect import next_ids, utc_day
+from .rollups import roll_up
 from .usage import USAGE_COLUMNS, UsageRecord, usage_values
 
 KINDS = ("grant", "topup", "usage", "transfer", "refund", "dispute", "adjustment")
@@ -107,16 +109,18 @@ def record_batch(
     if not settlements:
         return Settled()
     settled = _charge(conn, settlements, owner)
-    first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM usage").fetchone()[0]
-    usage_rows, debits = [], []
+    ids = next_ids(conn, "usage", len(settlements))  # a sequence on PostgreSQL
+    usage_rows, debits, billed_rows = [], [], []
     for offset, ((record, _), amount) in enumerate(zip(settlements, settled.charged, strict=True)):
         billed = replace(record, cost=amount, unbilled=record.cost - amount)
-        usage_rows.append((first_id + offset, *usage_values(billed)))
+        billed_rows.append(billed)
+        usage_rows.append((ids[offset], *usage_values(billed)))
         if amount:
             debits.append(
-                (record.key_id, -amount, record.request_id, first_id + offset, record.created_at)
+                (record.key_id, -amount, record.request_id, ids[offset], record.created_at)
             )
     _insert_rows(conn, "usage", ("id", *USAGE_COLUMNS), usage_rows)
+    roll_up(conn, billed_rows)  # SQLite: its trigger already did
     _insert_rows(
         conn,
         "ledger",
@@ -140,7 +144,7 @@ def _charge(
             totals[record.key_id] = totals.get(record.key_id, 0) + record.cost
     settled = Settled()
     paid: dict[str, int] = {}  # keys that cannot pay their whole total: what they can
-    for key_id, total in totals.items():
+    for key_id, total in sorted(totals.items()):  # one lock order for every gateway
         from_lease = _from_lease(conn, key_id, owner, total)
         row = conn.execute(
             "UPDATE api_keys SET balance = balance - ?, leased = leased - ? "
@@ -269,8 +273,8 @@ def check(conn: sqlite3.Connection) -> list[str]:
     for table in ("usage_daily", "usage_days", "usage_key_days"):
         rolled = conn.execute(
             f"SELECT coalesce(sum(requests), 0), coalesce(sum(cost), 0) FROM {table} "
-            "WHERE day >= date(? / 1000, 'unixepoch')",
-            (since,),
+            "WHERE day >= ?",
+            (utc_day(since),),
         ).fetchone()
         if tuple(raw) != tuple(rolled):
             rollups.append(f"{table} counts {rolled[0]} requests costing {rolled[1]}, the "
@@ -309,7 +313,7 @@ def check(conn: sqlite3.Connection) -> list[str]:
         f"ledger row {row_id}: a usage debit on usage row {usage_id} of another key"
         for row_id, usage_id in conn.execute(
             "SELECT l.id, l.usage_id FROM ledger l JOIN usage u ON u.id = l.usage_id "
-            "WHERE l.key_id IS NOT u.key_id"
+            "WHERE l.key_id IS DISTINCT FROM u.key_id"
         )
     ]
     return problems

@@ -98,7 +98,7 @@ def payments_of(
 def first_time(conn: sqlite3.Connection, event_id: str, event_type: str) -> bool:
     """Record the event; False when it was handled before (then change nothing)."""
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO stripe_events (id, type, received_at) VALUES (?, ?, ?)",
+        "INSERT INTO stripe_events (id, type, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         (event_id, event_type, now_ms()),
     )
     return cursor.rowcount == 1

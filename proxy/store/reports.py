@@ -11,6 +11,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from .accounts import now_ms
+from .dialect import DAY_MS, utc_day
+
 USAGE_FILTERS = ("user_id", "key_id", "served_model", "provider", "tier")
 ROLLUP_COLUMNS = ("user_id", "key_id", "model", "provider", "tier")
 
@@ -33,8 +36,8 @@ class UsageFilter:
 
     def rollup_where(self) -> tuple[str, list[Any]]:
         """The same filter on `usage_daily` (whole UTC days from `since_ms` to `until_ms`)."""
-        clauses = ["day >= date(? / 1000, 'unixepoch')", "day < date(? / 1000, 'unixepoch')"]
-        args: list[Any] = [self.since_ms, self.until_ms]
+        clauses = ["day >= ?", "day < ?"]
+        args: list[Any] = [utc_day(self.since_ms), utc_day(self.until_ms)]
         for name, column in zip(USAGE_FILTERS, ROLLUP_COLUMNS, strict=True):
             value = getattr(self, name)
             if value:
@@ -63,7 +66,8 @@ class UsageFilter:
 def totals(conn: sqlite3.Connection, since_ms: int) -> dict[str, int]:
     row = conn.execute(
         "SELECT count(*), coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), "
-        "coalesce(sum(cost), 0), coalesce(sum(status != 200), 0) FROM usage WHERE created_at >= ?",
+        "coalesce(sum(cost), 0), coalesce(sum(CASE WHEN status != 200 THEN 1 ELSE 0 END), 0) "
+        "FROM usage WHERE created_at >= ?",
         (since_ms,),
     ).fetchone()
     return dict(zip(("requests", "tokens_in", "tokens_out", "cost", "errors"), row, strict=True))
@@ -73,8 +77,7 @@ def model_latency(conn: sqlite3.Connection, since_ms: int, sample: int = 2000
                   ) -> list[dict[str, Any]]:  # fmt: skip
     """p50 / p95 latency and time to first token per served model (the newest `sample` rows
     of each, so the cost stays flat however many rows there are)."""
-    since_day = conn.execute("SELECT date(? / 1000, 'unixepoch')", (since_ms,)).fetchone()[0]
-    models = recent_models(conn, since_day)
+    models = recent_models(conn, utc_day(since_ms))
     found = []
     for model in sorted(models):
         rows = conn.execute(
@@ -99,7 +102,7 @@ def money_flow(conn: sqlite3.Connection, since_ms: int) -> dict[str, int]:
         ).fetchone()[0]
         for kind in ("topup", "grant", "refund", "dispute")
     }
-    since_day = conn.execute("SELECT date(? / 1000, 'unixepoch')", (since_ms,)).fetchone()[0]
+    since_day = utc_day(since_ms)
     rows["usage"] = -conn.execute(
         "SELECT coalesce(sum(cost), 0) FROM usage_days WHERE day >= ?", (since_day,)
     ).fetchone()[0]
@@ -130,8 +133,8 @@ def keys(conn: sqlite3.Connection, *, owner: str = "", status: str = "", tier: s
     clauses, args = ["1 = 1"], []
     if idle_days is not None:
         clauses.append("coalesce((SELECT max(day) FROM usage_key_days d WHERE d.key_id = k.id), "
-                       "'') < date('now', ?)")  # fmt: skip
-        args.append(f"-{idle_days} days")
+                       "'') < ?")  # fmt: skip
+        args.append(utc_day(now_ms() - idle_days * DAY_MS))
     if owner:
         clauses.append("(us.email LIKE ? OR k.user_id = ?)")
         args += [f"%{owner}%", owner]

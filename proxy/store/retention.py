@@ -1,7 +1,7 @@
 """Usage retention in SQL: where it stands, whether the rollups hold a day, deleting old rows.
 
 The daily rollups (`usage_daily`, `usage_days`, `usage_key_days`, migration 0007) are kept
-by a trigger in the same transaction as each usage row, so they already hold every day's
+in the same transaction as each usage row (`rollups.py`), so they already hold every day's
 totals before a raw row is deleted; deletion touches no rollup. What retention records is
 its horizon, a UTC midnight: usage rows created before it may be gone, and the books check
 (`ledger.check`) reads the rollups and the ledger, never the raw rows, for those days.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 
 from .accounts import now_ms
+from .dialect import day_of, is_postgres, utc_day
 
 DAY_MS = 86_400_000
 _GRAIN = ("day", "key_id", "model", "provider", "tier", "ok")
@@ -37,20 +38,21 @@ def days_not_rolled_up(conn: sqlite3.Connection, since_ms: int, until_ms: int) -
     """The UTC days in [since, until) whose raw rows disagree with `usage_daily`.
 
     A read (run it on a reader connection, not the writer): raw rows grouped the way the
-    trigger groups them, compared with the rollup rows of the same days. Empty when every
+    rollups group them, compared with the rollup rows of the same days. Empty when every
     day's raw rows are exactly what the rollups hold, so deleting them loses nothing.
     """
     raw = conn.execute(
-        "SELECT date(created_at / 1000, 'unixepoch'), coalesce(key_id, ''), "
+        f"SELECT {day_of(conn, 'created_at')}, coalesce(key_id, ''), "
         "coalesce(served_model, ''), coalesce(provider, ''), coalesce(tier, ''), "
-        "status = 200, count(*), sum(tokens_in), sum(tokens_out), sum(cost) FROM usage "
+        "CASE WHEN status = 200 THEN 1 ELSE 0 END, count(*), sum(tokens_in), "
+        "sum(tokens_out), sum(cost) FROM usage "
         "WHERE created_at >= ? AND created_at < ? GROUP BY 1, 2, 3, 4, 5, 6",
         (since_ms, until_ms),
     ).fetchall()
     rolled = conn.execute(
         f"SELECT {', '.join(_GRAIN)}, requests, tokens_in, tokens_out, cost FROM usage_daily "
-        "WHERE day >= date(? / 1000, 'unixepoch') AND day < date(? / 1000, 'unixepoch')",
-        (since_ms, until_ms),
+        "WHERE day >= ? AND day < ?",
+        (utc_day(since_ms), utc_day(until_ms)),
     ).fetchall()
     have = {tuple(r[:6]): tuple(r[6:]) for r in raw}
     want = {tuple(r[:6]): tuple(r[6:]) for r in rolled}
@@ -70,7 +72,9 @@ def advance_horizon(conn: sqlite3.Connection, horizon_ms: int) -> int:
     row = conn.execute(
         "INSERT INTO usage_retention (id, horizon_ms, pruned_rows, updated_at) "
         "VALUES (1, ?, 0, ?) ON CONFLICT (id) DO UPDATE SET "
-        "horizon_ms = max(horizon_ms, excluded.horizon_ms), updated_at = excluded.updated_at "
+        "horizon_ms = CASE WHEN excluded.horizon_ms > usage_retention.horizon_ms "
+        "THEN excluded.horizon_ms ELSE usage_retention.horizon_ms END, "
+        "updated_at = excluded.updated_at "
         "RETURNING horizon_ms",
         (horizon_ms, now_ms()),
     ).fetchone()
@@ -98,7 +102,9 @@ def delete_batch(conn: sqlite3.Connection, limit: int) -> int:
 
 def checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
     """A PASSIVE checkpoint: copies what it can without waiting for readers or the writer.
-    (busy, WAL frames, frames checkpointed)."""
+    (busy, WAL frames, frames checkpointed). PostgreSQL checkpoints on its own: nothing."""
+    if is_postgres(conn):
+        return 0, 0, 0
     row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return int(row[0]), int(row[1]), int(row[2])
 
@@ -115,10 +121,10 @@ def pruned_days_problems(conn: sqlite3.Connection, limit_ms: int) -> list[str]:
         "FROM usage_daily UNION ALL "
         "SELECT day, 0, 0, requests, cost, 0, 0 FROM usage_days UNION ALL "
         "SELECT day, 0, 0, 0, 0, requests, cost FROM usage_key_days"
-        ") WHERE day < date(? / 1000, 'unixepoch') GROUP BY day "
+        ") AS r WHERE day < ? GROUP BY day "
         "HAVING sum(r1) != sum(r2) OR sum(r1) != sum(r3) OR sum(c1) != sum(c2) "
         "OR sum(c1) != sum(c3)",
-        (limit_ms,),
+        (utc_day(limit_ms),),
     ):
         problems.append(
             f"rolled-up day {day}: the rollups disagree (requests and cost: usage_daily "
@@ -128,11 +134,11 @@ def pruned_days_problems(conn: sqlite3.Connection, limit_ms: int) -> list[str]:
     for day, key_id, rolled, debited in conn.execute(
         "SELECT day, key_id, sum(r), sum(l) FROM ("
         "SELECT day, key_id, cost AS r, 0 AS l FROM usage_key_days "
-        "WHERE day < date(:h / 1000, 'unixepoch') UNION ALL "
-        "SELECT date(created_at / 1000, 'unixepoch'), key_id, 0, -amount FROM ledger "
+        "WHERE day < :day UNION ALL "
+        f"SELECT {day_of(conn, 'created_at')}, key_id, 0, -amount FROM ledger "
         "WHERE kind = 'usage' AND created_at < :h"
-        ") GROUP BY day, key_id HAVING sum(r) != sum(l)",
-        {"h": limit_ms},
+        ") AS d GROUP BY day, key_id HAVING sum(r) != sum(l)",
+        {"h": limit_ms, "day": utc_day(limit_ms)},
     ):
         problems.append(
             f"rolled-up day {day}, key {key_id or '(none)'}: usage costing {rolled} but "

@@ -55,7 +55,7 @@ def usage_summary(
     """Totals of successful requests from a UTC day on, for one key or one user's keys.
 
     Only successful requests count (as the docs promise). Read from the daily rollup
-    (`usage_daily`, kept by a trigger with each usage row), not from the raw rows: it
+    (`usage_daily`, kept with each usage row: `rollups.py`), not from the raw rows: it
     answers the same after retention deleted old rows, and reads days, not requests.
     """
     if (key_id is None) == (user_id is None):
@@ -78,7 +78,7 @@ def usage_summary(
         for key, name, n, t_in, t_out, cost in conn.execute(
             f"SELECT d.key_id, k.name, {sums} FROM usage_daily d "
             "LEFT JOIN api_keys k ON k.id = d.key_id " + where +
-            "GROUP BY d.key_id ORDER BY sum(d.cost) DESC, d.key_id",
+            "GROUP BY d.key_id, k.name ORDER BY sum(d.cost) DESC, d.key_id",
             (owner, since_day),
         )
     ]  # fmt: skip

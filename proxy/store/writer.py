@@ -7,17 +7,21 @@ fsync-free WAL commit instead of hundreds. Each job runs under its own savepoint
 so one failing job does not undo its neighbours.
 
 Reads that miss the in-process caches run on a small pool of read connections
-in worker threads. The writer also watches `PRAGMA data_version` on its own
-connection, which changes only when *another* connection commits (such as
-`tokenroute admin` beside a running server); callbacks registered with
-`on_external_change` then drop their caches.
+in worker threads. The writer also watches for commits by *another* process (such as
+`tokenroute admin` beside a running server, or another gateway on the same PostgreSQL
+database): SQLite's `PRAGMA data_version`, PostgreSQL's LISTEN/NOTIFY (`engines.py`);
+callbacks registered with `on_external_change` then drop their caches.
+
+The engine is chosen by the factory: a `database_url` (postgresql://) or the SQLite path.
+On PostgreSQL a batch that loses a race with another gateway (a serialization failure
+or a deadlock) is simply run again, without declaring the database failing.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sqlite3
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +29,9 @@ from typing import Any, TypeVar
 
 import trio
 
-from .batch import DatabaseFailing, commit_batch
-from .db import connect, migrate
-from .lock import DatabaseLock
+from .batch import Conflict, DatabaseFailing, LostConnection, commit_batch
+from .dialect import DATABASE_ERRORS
+from .engines import Engine, PostgresEngine, SqliteEngine
 
 T = TypeVar("T")
 log = logging.getLogger("tokenroute.store")
@@ -36,6 +40,7 @@ BATCH_MAX = 1024
 RETRY_FIRST = 0.05  # seconds before retrying a batch the database refused; doubling...
 RETRY_MAX = 2.0  # ...up to this
 CLOSING_PATIENCE = 10.0  # seconds a closing writer keeps retrying before it gives up
+CONFLICT_RETRIES = 50  # a batch that lost a race with another gateway, run again at once
 # Fire-and-forget writes (usage rows) wait this long for company, so that a busy
 # server commits a few large batches rather than many small ones.
 LINGER = 0.02
@@ -67,24 +72,23 @@ class Store:
         self,
         path: Path,
         *,
+        database_url: str | None = None,
         readers: int = 4,
         poll_interval: float = 0.25,
         wal_autocheckpoint: int | None = None,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.path = path
-        self._autocheckpoint = wal_autocheckpoint
-        self._lock: DatabaseLock | None = None  # shared: `tokenroute restore` waits for us
+        self._engine: Engine = (
+            PostgresEngine(database_url, readers)
+            if database_url
+            else SqliteEngine(path, readers, wal_autocheckpoint)
+        )
         self._on_batch = on_batch  # the metrics: (jobs, seconds) of each batch committed
         self._poll_interval = poll_interval
-        self._reader_count = readers
         self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
-        self._free_readers, self._reader_pool = trio.open_memory_channel[sqlite3.Connection](
-            readers
-        )
+        self._reader_limiter = trio.CapacityLimiter(readers)
         self._writer_limiter = trio.CapacityLimiter(1)
-        self._writer_conn: sqlite3.Connection | None = None
-        self._data_version: int | None = None
         self._listeners: list[Callable[[], None]] = []
         self._stopped = trio.Event()
         self.stats = StoreStats()
@@ -96,17 +100,20 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open and migrate the database, then commit jobs until `close()` drains them."""
-        self._writer_conn = await trio.to_thread.run_sync(self._open_writer)
-        readers = [await trio.to_thread.run_sync(self._connect) for _ in range(self._reader_count)]
-        for conn in readers:
-            self._free_readers.send_nowait(conn)
+        try:
+            self.applied = await trio.to_thread.run_sync(self._engine.open)
+        except BaseException:
+            await trio.to_thread.run_sync(self._engine.close)
+            raise
+        for name in self.applied:
+            log.info("applied migration %s", name)
         task_status.started()
         try:
             await self._write_loop()
         finally:
             with trio.CancelScope(shield=True):
                 await self._drain_after_cancel()
-                await trio.to_thread.run_sync(self._close_all, readers)
+                await trio.to_thread.run_sync(self._engine.close)
             self._stopped.set()
 
     def close(self) -> None:
@@ -155,34 +162,14 @@ class Store:
     # -- reads ---------------------------------------------------------------------------
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         self.stats.reads += 1
-        conn = await self._reader_pool.receive()
-        try:
-            return await trio.to_thread.run_sync(fn, conn, *args)
-        finally:
-            self._free_readers.send_nowait(conn)
+        return await trio.to_thread.run_sync(
+            self._engine.read, fn, *args, limiter=self._reader_limiter
+        )
 
     def on_external_change(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
 
     # -- the writer ----------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        return connect(self.path, wal_autocheckpoint=self._autocheckpoint)
-
-    def _open_writer(self) -> sqlite3.Connection:
-        conn = self._connect()  # first: it names a missing directory in one line
-        try:
-            self._lock = DatabaseLock(self.path, exclusive=False)
-            self.applied = migrate(conn)
-        except BaseException:
-            conn.close()
-            if self._lock is not None:
-                self._lock.release()
-            raise
-        for name in self.applied:
-            log.info("applied migration %s", name)
-        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
-        return conn
-
     async def _write_loop(self) -> None:
         closed = False
         while not closed:
@@ -231,13 +218,20 @@ class Store:
             if job.seal is not None:
                 job.seal()
         began = trio.current_time()
-        delay, given_up = RETRY_FIRST, None
+        delay, given_up, conflicts, reconnected = RETRY_FIRST, None, 0, False
         while True:
             outcome = await trio.to_thread.run_sync(
                 self._commit, batch, limiter=self._writer_limiter
             )
             if not isinstance(outcome, DatabaseFailing):
                 break
+            if isinstance(outcome, Conflict) and conflicts < CONFLICT_RETRIES:
+                conflicts += 1  # another gateway won a race: run the batch again
+                await trio.sleep(random.uniform(0, 0.002 * conflicts))
+                continue
+            if isinstance(outcome, LostConnection) and not reconnected:
+                reconnected = True  # the pool hands out a fresh connection
+                continue
             if self.failing is None:
                 log.error("the database takes no writes (%s): keeping them, retrying", outcome)
                 self._failing_since = trio.current_time()
@@ -285,31 +279,19 @@ class Store:
     def _commit(self, batch: list[_Job]) -> bool | DatabaseFailing:
         """(In the writer's thread.) Whether another process changed the database, or the
         failure that kept the batch from committing."""
-        conn = self._writer_conn
-        assert conn is not None
         try:
             if batch:
-                failed = commit_batch(conn, batch)
+                with self._engine.writer() as conn:
+                    failed = commit_batch(conn, batch)
                 self.stats.batches += 1
                 self.stats.committed_jobs += len(batch) - failed
                 self.stats.failed_jobs += failed
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            return self._engine.changed()
         except DatabaseFailing as exc:
             return exc
-        except sqlite3.Error as exc:
-            return DatabaseFailing(str(exc))
-        changed = version != self._data_version
-        self._data_version = version
-        return bool(changed)
-
-    def _close_all(self, readers: list[sqlite3.Connection]) -> None:
-        for conn in readers:
-            conn.close()
-        if self._writer_conn is not None:
-            self._writer_conn.close()
-        if self._lock is not None:
-            self._lock.release()
+        except DATABASE_ERRORS as exc:
+            return DatabaseFailing(str(exc) or type(exc).__name__)
 
 
-def _noop(conn: sqlite3.Connection) -> None:
+def _noop(conn: Any) -> None:
     return None
