@@ -4,7 +4,8 @@ holds, every charge in the ledger, and a killed process's leases come back.
 Two deployments, real `tokenroute serve` subprocesses beside one fake upstream: two
 gateways on the one file, requests alternating between them as a load balancer would
 spread them ("gateways"), and one gateway with two workers behind its supervisor
-("workers"), where the kernel spreads the connections.
+("workers"), where the kernel spreads the connections; and two gateways on PostgreSQL with
+their limits in Redis ("postgres-redis"), as on two machines behind a load balancer.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,11 @@ import httpx2 as httpx
 import pytest
 import trio
 
-from proxy.store import connect
+from proxy.store import open_database
 from tests.cli_helpers import run_cli
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.process_helpers import create_key, process_env, serving, wait_until
+from tests.redis_helpers import redis_server
 
 MODEL = "openai/gpt-4o-mini"  # 150 / 600 nano-USD a token; the fake: 11 in, 7 out
 COST = 11 * 150 + 7 * 600
@@ -32,7 +34,7 @@ RECLAIM_AFTER = 3  # seconds of silence after which a process is taken for dead
 
 
 def query(db: str, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = connect(db)
+    conn = open_database(db)  # the SQLite file, or the PostgreSQL URL
     try:
         return [tuple(r) for r in conn.execute(sql, args).fetchall()]
     finally:
@@ -88,14 +90,35 @@ async def stop(deployment: Deployment) -> None:
             assert process.returncode == 0
 
 
-KINDS = pytest.mark.parametrize("kind", ["gateways", "workers"])
+KINDS = pytest.mark.parametrize(
+    "kind", ["gateways", "workers", pytest.param("postgres-redis", marks=pytest.mark.scaleout)]
+)
+
+
+@pytest.fixture
+def place(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Where the deployment keeps its books: the database (file or URL) and, for
+    gateways on several machines, the Redis URL."""
+    if kind != "postgres-redis":
+        yield {"db": str(tmp_path / "gw.db")}
+        return
+    with redis_server(tmp_path / "redis") as redis_url:
+        yield {"db": request.getfixturevalue("pg_url"), "redis": redis_url}
+
+
+def setup(tmp_path: Path, fake: FakeOpenAI, place: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """(the database, the environment every command and gateway runs with)."""
+    env = environment(tmp_path, fake)
+    if "redis" in place:
+        env |= {"TOKENROUTE_DATABASE_URL": place["db"], "TOKENROUTE_REDIS_URL": place["redis"]}
+    return place["db"], env
 
 
 @KINDS
 async def test_two_processes_never_spend_more_than_the_key_holds(
-    tmp_path: Path, fake_openai: FakeOpenAI, kind: str
+    tmp_path: Path, fake_openai: FakeOpenAI, kind: str, place: dict[str, str]
 ) -> None:
-    db, env, log = str(tmp_path / "gw.db"), environment(tmp_path, fake_openai), tmp_path / "log"
+    (db, env), log = setup(tmp_path, fake_openai, place), tmp_path / "log"
     key = await create_key(db, env, credit=f"{20 * COST / 1e9:.9f}")  # pays for 20
     limits = ("--rps", "10000", "--burst", "1000")
     assert (await run_cli("admin", "set-limits", "--key", key["id"], *limits, "--db", db,
@@ -141,11 +164,11 @@ async def test_two_processes_never_spend_more_than_the_key_holds(
 
 @KINDS
 async def test_a_killed_process_leaks_no_lease_past_its_reclaim_time(
-    tmp_path: Path, fake_openai: FakeOpenAI, kind: str
+    tmp_path: Path, fake_openai: FakeOpenAI, kind: str, place: dict[str, str]
 ) -> None:
     """SIGKILL one gateway (a live gateway's heartbeat reclaims it) or one worker (its
     supervisor reclaims it and starts another); nothing is lost either way."""
-    db, env, log = str(tmp_path / "gw.db"), environment(tmp_path, fake_openai), tmp_path / "log"
+    (db, env), log = setup(tmp_path, fake_openai, place), tmp_path / "log"
     key = await create_key(db, env, credit="5")
     limits = ("--rps", "10000", "--burst", "1000", "--max-streams", "100")
     assert (await run_cli("admin", "set-limits", "--key", key["id"], *limits, "--db", db,
@@ -205,7 +228,7 @@ async def test_a_killed_process_leaks_no_lease_past_its_reclaim_time(
                 plain = {**body, "stream": False}
                 reply = await client.post(url + "/v1/chat/completions", headers=headers, json=plain)
                 assert reply.status_code == 200
-        if kind == "gateways":
+        if kind != "workers":
             deployment.processes = [p for p in deployment.processes if p.pid != pid]
         await stop(deployment)
     assert "reclaimed $" in log.read_text() or "released" in log.read_text()
