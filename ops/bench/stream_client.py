@@ -90,9 +90,12 @@ async def read_stream(reader: asyncio.StreamReader, r: Result, t0: float) -> boo
     buf = b""
     done = False
     error_event: bytes | None = None
+    refused = bytearray()  # the body of a non-200 answer (its error message names the cause)
 
     def feed(data: bytes) -> None:
         nonlocal buf, done, error_event
+        if r.status != 200 and len(refused) < 4096:
+            refused.extend(data)
         buf += data
         while True:
             i = buf.find(b"\n\n")
@@ -139,7 +142,11 @@ async def read_stream(reader: asyncio.StreamReader, r: Result, t0: float) -> boo
                 break
             feed(data)
     if r.status != 200:
-        raise StreamError(f"HTTP {r.status}")
+        try:
+            said = ": " + str(json.loads(bytes(refused))["error"]["message"])[:100]
+        except (ValueError, KeyError, TypeError):
+            said = ""
+        raise StreamError(f"HTTP {r.status}{said}")
     if error_event is not None:
         try:
             msg = json.loads(error_event)["error"].get("message", "")
