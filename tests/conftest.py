@@ -27,6 +27,7 @@ from proxy.store.ledger import transaction
 from tests import log_capture
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.pg_cluster import Cluster
+from tests.redis_helpers import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_SECRET = "operator-secret-for-tests-0001"  # X-Internal-Secret: the operator's view
@@ -246,3 +247,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     shots = sorted(folder.glob("*.png")) if folder.is_dir() else []
     if shots:
         terminalreporter.write_line(f"page screenshots ({len(shots)}): {folder}")
+
+
+@pytest.fixture
+def place(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Where the deployment keeps its books: the database (file or URL) and, for
+    gateways on several machines, the Redis URL."""
+    if kind != "postgres-redis":
+        yield {"db": str(tmp_path / "gw.db")}
+        return
+    with redis_server(tmp_path / "redis") as redis_url:
+        yield {"db": request.getfixturevalue("pg_url"), "redis": redis_url}

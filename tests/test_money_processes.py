@@ -13,36 +13,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2 as httpx
-import pytest
 import trio
 
-from proxy.store import open_database
 from tests.cli_helpers import run_cli
+from tests.deployments import KINDS, RECLAIM_AFTER, deployed, one, query, setup, stop
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.process_helpers import create_key, process_env, serving, wait_until
-from tests.redis_helpers import redis_server
+from tests.process_helpers import create_key, wait_until
 
 MODEL = "openai/gpt-4o-mini"  # 150 / 600 nano-USD a token; the fake: 11 in, 7 out
 COST = 11 * 150 + 7 * 600
-RECLAIM_AFTER = 3  # seconds of silence after which a process is taken for dead
-
-
-def query(db: str, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = open_database(db)  # the SQLite file, or the PostgreSQL URL
-    try:
-        return [tuple(r) for r in conn.execute(sql, args).fetchall()]
-    finally:
-        conn.close()
-
-
-def one(db: str, sql: str, *args: object) -> int:
-    return int(query(db, sql, *args)[0][0])  # type: ignore[call-overload]
 
 
 async def books_ok(db: str, env: dict[str, str]) -> dict[str, object]:
@@ -50,68 +32,6 @@ async def books_ok(db: str, env: dict[str, str]) -> dict[str, object]:
     report: dict[str, object] = json.loads(done.stdout)
     assert report["ok"] and report["problems"] == [], report
     return report
-
-
-def environment(tmp_path: Path, fake: FakeOpenAI) -> dict[str, str]:
-    config = tmp_path / "gateway.toml"
-    config.write_text(f"[database]\nreclaim_after_seconds = {RECLAIM_AFTER}\n")
-    return {**process_env(fake), "TOKENROUTE_CONFIG": str(config)}
-
-
-@dataclass
-class Deployment:
-    urls: list[str]  # where requests go, in turn
-    processes: list[trio.Process]  # what a SIGTERM stops
-
-    def url(self, i: int) -> str:
-        return self.urls[i % len(self.urls)]
-
-
-@asynccontextmanager
-async def deployed(kind: str, db: str, env: dict[str, str], log: Path) -> AsyncIterator[Deployment]:
-    async with AsyncExitStack() as stack:
-        if kind == "gateways":
-            served = [
-                await stack.enter_async_context(serving(db, env, log, "--workers", "1"))
-                for _ in range(2)
-            ]
-        else:
-            served = [await stack.enter_async_context(serving(db, env, log, "--workers", "2"))]
-            await wait_until(lambda: one(db, "SELECT count(*) FROM owners") == 2, 20)
-        yield Deployment([url for _, url in served], [process for process, _ in served])
-
-
-async def stop(deployment: Deployment) -> None:
-    for process in deployment.processes:
-        process.send_signal(signal.SIGTERM)
-    with trio.fail_after(30):
-        for process in deployment.processes:
-            await process.wait()
-            assert process.returncode == 0
-
-
-KINDS = pytest.mark.parametrize(
-    "kind", ["gateways", "workers", pytest.param("postgres-redis", marks=pytest.mark.scaleout)]
-)
-
-
-@pytest.fixture
-def place(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """Where the deployment keeps its books: the database (file or URL) and, for
-    gateways on several machines, the Redis URL."""
-    if kind != "postgres-redis":
-        yield {"db": str(tmp_path / "gw.db")}
-        return
-    with redis_server(tmp_path / "redis") as redis_url:
-        yield {"db": request.getfixturevalue("pg_url"), "redis": redis_url}
-
-
-def setup(tmp_path: Path, fake: FakeOpenAI, place: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """(the database, the environment every command and gateway runs with)."""
-    env = environment(tmp_path, fake)
-    if "redis" in place:
-        env |= {"TOKENROUTE_DATABASE_URL": place["db"], "TOKENROUTE_REDIS_URL": place["redis"]}
-    return place["db"], env
 
 
 @KINDS

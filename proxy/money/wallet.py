@@ -15,7 +15,7 @@ design and its invariants.
 The database stays the record: holds are written to `holds` (with this process as their
 owner), each settlement (usage row, debit from the lease, hold released) is one
 transaction, and `CHECK (leased <= balance)` is the backstop. A process that cannot prove
-it is alive (its heartbeat is not committed for a third of `reclaim_after`) stops taking
+it is alive (its heartbeat is not committed for two thirds of `reclaim_after`) stops taking
 paid requests: other processes may take it for dead and reclaim its leases.
 """
 
@@ -43,6 +43,10 @@ log = logging.getLogger("tokenroute.money")
 LEASE_FLOOR = UNITS_PER_USD // 20  # $0.05: the smallest lease worth a store round trip
 EMPTY_PAUSE = 0.25  # seconds: a key found empty is not asked again sooner (unless it changed)
 ABUNDANT = 10**18  # a balance no request exhausts: sizes a request's full hold
+# A process stops spending once its last committed heartbeat is this share of
+# `reclaim_after` old: others take it for dead only at the whole of it, and the rest is the
+# margin for clocks that differ between machines.
+FENCE = 2 / 3
 MAX_TAKES = 20  # store round trips one request may wait for (each takes part of what is free)
 
 
@@ -188,7 +192,7 @@ class Wallets:
                 "retry shortly",
                 headers={"retry-after": "5"},
             )
-        if trio.current_time() - self._alive_at > self._reclaim_after / 3:
+        if trio.current_time() - self._alive_at > self._reclaim_after * FENCE:
             raise ServiceUnavailable(
                 "the gateway cannot reach its database to prove it is alive; retry shortly",
                 headers={"retry-after": "5"},
