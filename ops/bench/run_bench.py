@@ -824,7 +824,7 @@ def collect_meta(a: argparse.Namespace, b: Bench) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         r = subprocess.run([b.wrk, "-v"], capture_output=True, text=True, timeout=5)
         versions["wrk"] = (r.stdout + r.stderr).strip().splitlines()[0]
-    commit = git_commit()
+    commit = git_commit(b.repo or REPO)
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "argv": sys.argv,
@@ -842,6 +842,7 @@ def collect_meta(a: argparse.Namespace, b: Bench) -> dict[str, Any]:
         "stream_delay_s": a.stream_delay,
         "hold_max_connections": a.hold_max_connections or "default",
         "workers": getattr(a, "workers", 1),
+        "gateway_checkout": str(b.repo) if b.repo else None,
         "nofile_limit": _nofile(),
     }
 
@@ -1246,6 +1247,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="`serve --workers N`: gateway processes (default 1; `serve` alone starts one per core)",
     )
+    ap.add_argument(
+        "--checkout",
+        help="run the gateway from this checkout (`git worktree add DIR <commit>`, as compare.py does) rather than "
+        "the installed tokenroute, whose code changes when this checkout does during a run",
+    )
     ap.add_argument("--stream-delay", type=float, default=0.01, help="fake upstream pacing between chunks")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s, burst 200, hold 500")
     ap.add_argument("--out", help="output directory (default ops/bench/out/<timestamp>)")
@@ -1293,7 +1299,14 @@ def main() -> int:
     rc = 0
     b: Bench | None = None
     try:
-        b = Bench(a, out, tmp)
+        if a.checkout:
+            from compare import launcher  # compare.py imports this module: not at the top
+
+            repo = Path(a.checkout).resolve()
+            cli, env = launcher(repo)
+            b = Bench(a, out, tmp, cli=cli, repo=repo, env=env)
+        else:
+            b = Bench(a, out, tmp)
         b.run()
     except KeyboardInterrupt:
         log("interrupted: stopping everything")

@@ -6,6 +6,7 @@
   .venv/bin/python ops/bench/workers.py --variants w2:2,w2-alt:2:SOME_ENV=1   # A/B a patch
   .venv/bin/python ops/bench/workers.py --close               # a new connection per request
   .venv/bin/python ops/bench/workers.py --variants w2:2 --spread 4 --trials 25   # no load
+  .venv/bin/python ops/bench/workers.py --checkout ../tr-pinned     # the gateway from a fixed commit
 
 Starts ops/bench/fake_upstream.py and a temporary database with a funded key, then per
 round and per variant (interleaved, order reversed on even rounds) a fresh gateway:
@@ -18,6 +19,9 @@ between the workers (the smaller share; 0.5 is even) and each worker's CPU secon
 With --close every request comes on a new connection. With --spread N there is no
 load: N keep-alive connections are opened at once on idle workers, --trials times a
 round, and the report gives the smaller worker's count each time.
+The machine's other load (cores busy outside this benchmark) and load average are recorded
+with each run. --checkout DIR runs the gateway from another checkout (a `git worktree` at a
+fixed commit, as compare.py does), so commits landing in this one during a run change nothing.
 Writes ops/bench/out/workers-<timestamp>/{results.json,report.md} and the gateway logs.
 A variant is NAME:WORKERS[:ENV=VALUE,...]. Every process is stopped by PID at the end.
 """
@@ -43,13 +47,16 @@ sys.path.insert(0, str(HERE))
 from run_bench import (  # noqa: E402
     BENCH_LIMITS,
     MODEL,
+    REPO,
     UPSTREAM_KEY,
     Proc,
+    Sampler,
     _children_map,
     clean_env,
     cpu_s,
     ensure_wrk,
     free_port,
+    git_commit,
     log,
     stop_all,
     tokenroute_cmd,
@@ -134,13 +141,21 @@ class WorkersBench:
         self.up_port, self.gw_port = free_port(), free_port()
         self.records: list[dict[str, Any]] = []
         self.key = ""
+        self.cli, self.cli_env, self.repo = tokenroute_cmd(), {}, None
+        if a.checkout:
+            from compare import launcher
+
+            self.repo = Path(a.checkout).resolve()
+            self.cli, self.cli_env = launcher(self.repo)
+        self.commit = git_commit(self.repo or REPO)
 
     def setup(self) -> None:
         cmd = [sys.executable, str(HERE / "fake_upstream.py"), "--port", str(self.up_port), "--max-seconds", "7200"]
         upstream = Proc("fake-upstream", cmd, dict(os.environ), self.out / "fake_upstream.log")
         wait_ready(upstream, f"http://127.0.0.1:{self.up_port}/health", 20)
-        cli, db = tokenroute_cmd(), ["--db", str(self.db), "--json"]
-        run = {"check": True, "env": clean_env(), "capture_output": True, "text": True, "timeout": 60}
+        cli, db = self.cli, ["--db", str(self.db), "--json"]
+        run = {"check": True, "env": clean_env() | self.cli_env, "capture_output": True, "text": True, "timeout": 60,
+               "cwd": str(self.repo) if self.repo else None}  # fmt: skip
         subprocess.run([*cli, "admin", "create-user", "--email", "b@example.com", *db], **run)  # type: ignore[call-overload]
         made = subprocess.run(  # type: ignore[call-overload]
             [*cli, "admin", "create-key", "--email", "b@example.com", "--name", "b", "--credit", "1000000", *db], **run
@@ -150,11 +165,12 @@ class WorkersBench:
         subprocess.run([*cli, "admin", "set-limits", "--key", key["id"], *BENCH_LIMITS, *db], **run)  # type: ignore[call-overload]
 
     def gateway(self, name: str, workers: int, extra: dict[str, str], rnd: int) -> Proc:
-        env = clean_env() | extra
+        env = clean_env() | self.cli_env | extra
         env.update(OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=f"http://127.0.0.1:{self.up_port}/v1",
                    TOKENROUTE_SHUTDOWN_GRACE="5")  # fmt: skip
-        cmd = [*tokenroute_cmd(), "serve", "--db", str(self.db), "--port", str(self.gw_port), "--workers", str(workers)]
-        gw = Proc(f"gateway-{name}-r{rnd}", cmd, env, self.out / f"gateway-{name}-r{rnd}.log", cwd=str(self.tmp))
+        cmd = [*self.cli, "serve", "--db", str(self.db), "--port", str(self.gw_port), "--workers", str(workers)]
+        log_path = self.out / f"gateway-{name}-r{rnd}.log"
+        gw = Proc(f"gateway-{name}-r{rnd}", cmd, env, log_path, cwd=str(self.repo or self.tmp))
         wait_ready(gw, f"http://127.0.0.1:{self.gw_port}/healthz", 60)
         deadline = time.monotonic() + 30
         while workers > 1 and len(worker_sockets(children(gw.pid))) < workers:
@@ -181,7 +197,8 @@ class WorkersBench:
 
                 sampler = threading.Thread(target=sample)
                 sampler.start()
-                result = wrk(self.wrk, url, self.key, conc, self.a.duration, self.a.close)
+                with Sampler(None, None) as machine:  # the cores busy outside this benchmark
+                    result = wrk(self.wrk, url, self.key, conc, self.a.duration, self.a.close)
                 sampler.join()
                 served = {p: own_requests(s) - before[p] for p, s in sockets.items()}
                 cpu = {p: round(cpu_s([p]) - cpu0[p], 2) for p in pids}
@@ -189,7 +206,8 @@ class WorkersBench:
                        "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
                        "errors": result["socket_errors"] + result["non2xx"],
                        "connections": list(seen.values()), "requests": list(served.values()),
-                       "cpu_s": list(cpu.values())}  # fmt: skip
+                       "cpu_s": list(cpu.values()), "other_cores": round(machine.others, 2),
+                       "loadavg": os.getloadavg()[0]}  # fmt: skip
                 self.records.append(rec)
                 log(json.dumps(rec))
         finally:
@@ -244,7 +262,12 @@ class WorkersBench:
             total = sum(values)
             return round(min(values) / total, 2) if len(values) > 1 and total else None
 
-        lines = ["| variant | c | req/s (median) | p50 / p99 ms | connections split | requests split (min share) "
+        others = [r["other_cores"] for r in self.records if "other_cores" in r]
+        loads = [r["loadavg"] for r in self.records if "loadavg" in r]
+        lines = [f"Gateway {self.commit}{f' (from {self.repo})' if self.repo else ''} · nproc {os.cpu_count()} · "
+                 f"other load {min(others, default=0):.2f}-{max(others, default=0):.2f} cores · load average "
+                 f"{min(loads, default=0):.2f}-{max(loads, default=0):.2f}", "",
+                 "| variant | c | req/s (median) | p50 / p99 ms | connections split | requests split (min share) "
                  "| CPU s per worker | errors |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, _, _ in self.a.variants:
             for conc in self.a.concs:
@@ -259,6 +282,23 @@ class WorkersBench:
                 each = ", ".join(f"{r['rps']:.0f}" for r in recs)
                 lines.append(f"| {name} | {conc} | {rps:.0f} ({each}) | {p50:.1f} / {p99:.1f} | {conns} | {reqs} "
                              f"| {cpus} | {errors} |")  # fmt: skip
+        base = self.a.variants[0][0]
+        if len(self.a.variants) > 1:
+            lines += ["", f"Same-round ratios to {base} (req/s; p50 and p99 latency), each round, and their median:",
+                      "", "| variant | c | req/s | median | p50 | p99 | other load (cores) |",
+                      "|---|---|---|---|---|---|---|"]  # fmt: skip
+            for name, _, _ in self.a.variants[1:]:
+                for conc in self.a.concs:
+                    pairs = [(r, b) for r in self.records if r["variant"] == name and r["conc"] == conc
+                             for b in self.records if b["variant"] == base and b["conc"] == conc
+                             and b["round"] == r["round"]]  # fmt: skip
+                    ratio = {k: [r[k] / b[k] for r, b in pairs if b[k]] for k in ("rps", "p50_ms", "p99_ms")}
+                    load = " · ".join(f"{b.get('other_cores', '?')}/{r.get('other_cores', '?')}" for r, b in pairs)
+                    lines.append(
+                        f"| {name} | {conc} | {', '.join(f'{x:.2f}' for x in ratio['rps'])} | "
+                        f"{statistics.median(ratio['rps']):.2f} | {statistics.median(ratio['p50_ms']):.2f} | "
+                        f"{statistics.median(ratio['p99_ms']):.2f} | {load} |"
+                    )
         return "\n".join(lines) + "\n"
 
 
@@ -277,6 +317,7 @@ def main() -> None:
     p.add_argument("--close", action="store_true", help="a new connection per request (Connection: close)")
     p.add_argument("--spread", type=int, default=0, help="instead of load: open N connections at once on idle workers")
     p.add_argument("--trials", type=int, default=25, help="--spread bursts per round")
+    p.add_argument("--checkout", help="run the gateway from this checkout (git worktree add DIR <commit>)")
     a = p.parse_args()
     a.variants = [variant(v) for v in re.split(r",(?=[^,:=]+:\d)", a.variants)]
     a.concs = [int(c) for c in a.concs.split(",")]
