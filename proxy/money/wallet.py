@@ -48,6 +48,7 @@ ABUNDANT = 10**18  # a balance no request exhausts: sizes a request's full hold
 # margin for clocks that differ between machines.
 FENCE = 2 / 3
 MAX_TAKES = 20  # store round trips one request may wait for (each takes part of what is free)
+TAKE_PATIENCE = 10.0  # seconds a request waits for a lease before it gets 503
 
 
 @dataclass(slots=True)
@@ -200,22 +201,40 @@ class Wallets:
 
     # -- leases --------------------------------------------------------------------------
     async def _take(self, key_id: str, wallet: Wallet, need: int) -> None:
-        """Lease at least `need` more (less when the key has less); one take at a time."""
-        if wallet.taking is not None:
+        """Lease at least `need` more (less when the key has less); one take at a time.
+
+        The take is applied when it commits, whether or not anyone still waits for it (a
+        request may leave, or give up on a database that refuses writes: 503)."""
+        taking = wallet.taking
+        if taking is not None:
             wallet.demand += need  # the next take asks for it too
-            await wallet.taking.wait()  # the caller plans again with what came
-            return
-        wallet.taking = taking = trio.Event()
-        need, wallet.demand = need + wallet.demand, 0
-        wallet.target = max(wallet.target, 2 * (need + wallet.held))
-        try:
-            taken = await self._store.write(
-                store_leases.take, key_id, self.owner, need, wallet.target, self._processes
+        else:
+            wallet.taking = taking = trio.Event()
+            need, wallet.demand = need + wallet.demand, 0
+            wallet.target = max(wallet.target, 2 * (need + wallet.held))
+
+            def done(taken: store_leases.Taken | None, error: BaseException | None) -> None:
+                wallet.taking = None
+                taking.set()
+                if taken is not None:
+                    self._took(wallet, taken, need)
+                elif error is not None:
+                    log.error("could not lease money for a key: %s", error)
+
+            self._store.submit(
+                store_leases.take, key_id, self.owner, need, wallet.target, self._processes,
+                on_done=done,
+            )  # fmt: skip
+        with trio.move_on_after(TAKE_PATIENCE):
+            while not taking.is_set():  # the caller plans again with what came
+                with trio.move_on_after(0.05):
+                    await taking.wait()
+                self._check_may_spend()  # the database started refusing writes: 503
+        if not taking.is_set():
+            raise ServiceUnavailable(
+                "the gateway's database is too slow to answer right now; retry shortly",
+                headers={"retry-after": "5"},
             )
-        finally:
-            wallet.taking = None
-            taking.set()
-        self._took(wallet, taken, need)
 
     def _top_up(self, key_id: str, wallet: Wallet) -> None:
         """Take the next lease while this one still lasts: the request path does not wait."""
@@ -235,7 +254,7 @@ class Wallets:
         wallet.lease += taken.granted
         wallet.free = taken.free
         wallet.exact = taken.exact
-        if taken.granted < need:
+        if taken.granted == 0 and need > 0:  # nothing at all is free
             wallet.empty_until = trio.current_time() + EMPTY_PAUSE
 
     def _give_back(self, key_id: str, wallet: Wallet, amount: int) -> None:
@@ -247,8 +266,9 @@ class Wallets:
         def done(returned: int | None, error: BaseException | None) -> None:
             if error is not None:  # still leased in the store: still ours to spend
                 wallet.lease += amount
-            elif returned is not None and wallet.free is not None:
-                wallet.free += returned
+            elif returned:
+                wallet.free = (wallet.free or 0) + returned
+                wallet.empty_until = -math.inf  # there is money to lease again
 
         self._store.submit(store_leases.give_back, key_id, self.owner, amount, on_done=done)
 
