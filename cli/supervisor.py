@@ -22,11 +22,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from proxy.services import SharedState, reclaim_worker, startup_reclaim
 from .handover import encode_settings, parse_status
 from .listeners import Listeners, bind_listeners
 from .output import EXIT_SERVER, EXIT_USER, UserFacingError
+from .run_dir import private_run_dir
 
 log = logging.getLogger("tokenroute.supervisor")
 YOUNG = 10.0  # seconds: a worker that dies sooner after its start waits before the next
@@ -67,11 +66,8 @@ def supervise(settings: Settings) -> int:
     """Run the gateway as N workers until a signal stops it; the exit code."""
     listeners = bind_listeners(settings.host, settings.port, settings.metrics.listen)
     try:
-        run_dir = _private_dir()
-        try:
+        with private_run_dir() as run_dir:
             return trio.run(Supervisor(settings, listeners, run_dir).run)
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
     finally:
         listeners.close()
 
@@ -324,11 +320,3 @@ def _worker_env() -> dict[str, str]:
         return dict(os.environ)  # the same interpreter, site and path find the same code
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else str(root)}
-
-
-def _private_dir() -> Path:
-    """A directory only this user reads (mkdtemp: 0700), in memory when /dev/shm is there."""
-    try:
-        return Path(tempfile.mkdtemp(prefix="tokenroute-", dir="/dev/shm"))
-    except OSError:
-        return Path(tempfile.mkdtemp(prefix="tokenroute-"))

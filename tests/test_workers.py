@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -219,19 +220,24 @@ async def test_sigterm_lets_streams_on_both_workers_finish_then_exits_0(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.chunk_delay = 0.15
-    fake_openai.words = [f" w{i}" for i in range(12)]  # ~1.8 s
+    fake_openai.words = [f" w{i}" for i in range(40)]  # ~6 s
     db, env, log = str(tmp_path / "gw.db"), workers_env(fake_openai), tmp_path / "gw.log"
     key = await unlimited_key(db, env)
-    streams = 16
     async with serving(db, env, log, "--workers", "2") as (process, url):
         await both_started(log)
-        outputs: list[list[bytes]] = [[] for _ in range(streams)]
-        firsts = [trio.Event() for _ in range(streams)]
+        run_dir = Path(next(r["run_dir"] for r in log_lines(log) if r.get("run_dir")))
+        outputs: list[list[bytes]] = []
         async with trio.open_nursery() as nursery:
-            for lines, first in zip(outputs, firsts, strict=True):
-                nursery.start_soon(read_stream, url, key["raw"], lines, first)
-            for first in firsts:
-                await first.wait()
+            for _ in range(8):  # batches of streams until both workers hold some
+                firsts = [trio.Event() for _ in range(4)]
+                for first in firsts:
+                    outputs.append([])
+                    nursery.start_soon(read_stream, url, key["raw"], outputs[-1], first)
+                for first in firsts:
+                    await first.wait()
+                if all([await active_streams(run_dir, i) for i in (0, 1)]):
+                    break
+            assert all([await active_streams(run_dir, i) for i in (0, 1)])
             process.send_signal(signal.SIGTERM)
             await trio.sleep(0.3)
             async with httpx.AsyncClient() as client:  # no new connections once stopping
@@ -241,11 +247,12 @@ async def test_sigterm_lets_streams_on_both_workers_finish_then_exits_0(
                 except httpx.TransportError:
                     accepted = False
             assert not accepted
-        assert all(lines[-1] == b"data: [DONE]" for lines in outputs)
+        assert all(lines[-1] == b"data: [DONE]" for lines in outputs)  # every stream finished
         with trio.fail_after(15):
             assert await process.wait() == 0
     assert sorted(served_by(log, "/v1/chat/completions")) == [0, 1]  # streams on both
-    assert len([r for r in usage_rows(tmp_path / "gw.db") if r["status"] == 200]) == streams
+    ok = [r for r in usage_rows(tmp_path / "gw.db") if r["status"] == 200]
+    assert len(ok) == len(outputs)
     stopped = supervisor_events(log, "stopped")
     assert sorted(r["worker"] for r in stopped) == [0, 1]
     assert all(r["exit_code"] == 0 for r in stopped)
@@ -253,6 +260,15 @@ async def test_sigterm_lets_streams_on_both_workers_finish_then_exits_0(
         r for r in log_lines(log) if r["event"] == "shutdown" and r.get("phase") == "draining"
     ]
     assert sorted(r.get("worker", -1) for r in draining) == [-1, 0, 1]  # supervisor, 2 workers
+
+
+async def active_streams(run_dir: Path, worker: int) -> float:
+    """Streams worker `worker` has open now, from its own counters (its metrics socket)."""
+    async with await trio.open_unix_socket(str(run_dir / f"metrics-{worker}.sock")) as stream:
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    return samples(received[8:].decode(), "tokenroute_active_streams")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -432,3 +448,26 @@ def test_a_stuck_worker_is_killed_only_after_its_own_backstop() -> None:
     from proxy.server import DRAIN_MARGIN
 
     assert KILL_AFTER_GRACE > DRAIN_MARGIN
+
+
+def test_a_killed_supervisors_run_directory_is_removed_at_the_next_start(tmp_path: Path) -> None:
+    """SIGKILL leaves the run directory behind; the next supervisor clears those whose
+    supervisor is gone, and only those."""
+    from cli.run_dir import private_run_dir
+
+    gone = tmp_path / f"tokenroute-{dead_pid()}-abc"
+    live = tmp_path / f"tokenroute-{os.getpid()}-def"
+    other = tmp_path / "tokenroute-notapid"
+    for path in (gone, live, other):
+        path.mkdir()
+    with private_run_dir(tmp_path) as run_dir:
+        assert run_dir.parent == tmp_path and run_dir.name.startswith(f"tokenroute-{os.getpid()}-")
+        assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
+        assert not gone.exists() and live.exists() and other.exists()
+    assert not run_dir.exists()
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
