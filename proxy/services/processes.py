@@ -1,8 +1,8 @@
 """Start-up and restart work the worker supervisor does once, on the database (the file,
 or PostgreSQL when `TOKENROUTE_DATABASE_URL` is set).
 
-Blocking calls (the supervisor has no event loop): they run before workers start, or
-between a worker's death and its replacement.
+Blocking calls (the supervisor runs them in a thread): before workers start, and between
+a worker's death and its replacement.
 """
 
 from __future__ import annotations
