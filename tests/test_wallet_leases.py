@@ -3,8 +3,11 @@ once on a nearly empty key, and on shutdown; the books balance at every step."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
+import openai
+import pytest
 import trio
 
 from proxy.core.config import Settings
@@ -77,3 +80,52 @@ async def test_a_nearly_empty_key_keeps_no_spare_lease(
         # long before the lease would count as idle.
         await until(lambda: leased(gateway, key_id)[1] == 0, 0.4)
         assert leased(gateway, key_id) == (2 * COST, 0, 0)
+
+
+def heartbeat_at(gateway: RunningGateway) -> int:
+    conn = gateway.db()
+    try:
+        return int(conn.execute("SELECT max(heartbeat_at) FROM owners").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_busy_event_loop_still_proves_the_process_alive(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    """Thousands of streams opening at once can keep the loop busy for seconds; the
+    heartbeat runs on its own thread, so the process neither fences itself nor looks dead."""
+    async with running_gateway(nursery, quick(gateway_settings)) as gateway:
+        _, raw = gateway.create_key(credit="10")
+        client = gateway.client(raw)
+        await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=7)
+        before = heartbeat_at(gateway)
+        time.sleep(1.0)  # noqa: ASYNC251 (the loop blocked for all of `reclaim_after`, 1 s)
+        during = heartbeat_at(gateway)  # read while the loop is still blocked
+        assert during >= before + 400, "no heartbeat committed while the loop was busy"
+        reply = await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=7)
+        assert reply.usage is not None
+
+
+async def test_a_process_that_cannot_record_its_heartbeat_refuses_paid_requests(
+    nursery: trio.Nursery, gateway_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    async with running_gateway(nursery, quick(gateway_settings)) as gateway:
+        _, raw = gateway.create_key(credit="10")
+        client = gateway.client(raw).with_options(max_retries=0)
+        await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=7)
+        blocker = gateway.db()
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")  # no write, heartbeat included, gets through
+            await trio.sleep(0.9)  # past the fence: 2/3 of `reclaim_after`
+            with pytest.raises(openai.APIStatusError) as refused:
+                await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=7)
+            assert refused.value.status_code == 503
+            assert "prove it is alive" in refused.value.message
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        await until(lambda: heartbeat_at(gateway) > 0, 1)
+        await trio.sleep(0.5)  # the next heartbeat commits
+        reply = await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=7)
+        assert reply.usage is not None

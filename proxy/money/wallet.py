@@ -37,6 +37,7 @@ from ..store import Store, UsageRecord
 from ..store import leases as store_leases
 from ..store.ledger import Settled, record_batch
 from .budget import RouteBudget
+from .pulse import Pulse
 
 log = logging.getLogger("tokenroute.money")
 
@@ -95,7 +96,7 @@ class Wallets:
         self._ids = itertools.count(1)
         self.owner = secrets.token_hex(8)  # this process in `owners`, `leases` and `holds`
         self._processes = 1  # processes alive, from the last heartbeat
-        self._alive_at = -math.inf  # when a heartbeat last committed (trio clock)
+        self._pulse = Pulse(store, self.owner, reclaim_after / 5)  # alive while the loop is busy
         self._books: _Books | None = None  # open until the writer takes it
         store.on_external_change(self._changed_elsewhere)
 
@@ -110,14 +111,16 @@ class Wallets:
 
     async def run(self) -> None:
         """Heartbeat, reclaim the dead, return idle and no longer needed leases."""
-        while True:
-            await trio.sleep(self._reclaim_after / 5)
-            try:
-                await self._beat()
-            except Exception as exc:  # the store refuses writes: fenced until it takes one
-                log.error("heartbeat not recorded: %s", exc)
-                continue
-            await self._return_spare()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pulse.run)
+            while True:
+                await trio.sleep(self._reclaim_after / 5)
+                try:
+                    await self._beat()
+                except Exception as exc:  # the store refuses writes: fenced until it takes one
+                    log.error("heartbeat not recorded: %s", exc)
+                    continue
+                await self._return_spare()
 
     async def retire(self) -> None:
         """Shutting down: every lease back to its key, this process gone from `owners`."""
@@ -193,7 +196,7 @@ class Wallets:
                 "retry shortly",
                 headers={"retry-after": "5"},
             )
-        if trio.current_time() - self._alive_at > self._reclaim_after * FENCE:
+        if self._pulse.silent_for() > self._reclaim_after * FENCE:
             raise ServiceUnavailable(
                 "the gateway cannot reach its database to prove it is alive; retry shortly",
                 headers={"retry-after": "5"},
@@ -274,8 +277,9 @@ class Wallets:
 
     async def _beat(self) -> None:
         reclaim_ms = int(self._reclaim_after * 1000)
+        began = time.monotonic()
         beat = await self._store.write(store_leases.heartbeat, self.owner, reclaim_ms)
-        self._alive_at = trio.current_time()
+        self._pulse.committed(began)
         self._processes = beat.processes
         for gone in beat.reclaimed:
             log.warning(

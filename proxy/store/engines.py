@@ -44,6 +44,7 @@ class Engine(Protocol):
     @contextmanager
     def writer(self) -> Iterator[Any]: ...
     def changed(self) -> bool: ...
+    def side_connection(self) -> Any: ...
     def read(self, fn: Callable[..., T], *args: Any) -> T: ...
     def close(self) -> None: ...
 
@@ -85,6 +86,9 @@ class SqliteEngine:
     def writer(self) -> Iterator[sqlite3.Connection]:
         assert self._writer is not None
         yield self._writer
+
+    def side_connection(self) -> sqlite3.Connection:
+        return self._connect()
 
     def changed(self) -> bool:
         assert self._writer is not None
@@ -155,6 +159,9 @@ class PostgresEngine:
                 yield pg.PgConnection(raw, token=self._token)
         except PoolTimeout as exc:
             raise psycopg.OperationalError(f"no connection to the server: {exc}") from None
+
+    def side_connection(self) -> pg.PgConnection:
+        return pg.connect(self._url)
 
     def changed(self) -> bool:
         """Whether another process committed since the last call (a notice was heard). A

@@ -116,6 +116,13 @@ class Reclaimed:
     holds: int  # hold rows dropped (requests that died with their process)
 
 
+def touch(conn: sqlite3.Connection, owner: str) -> bool:
+    """Prove `owner` alive and nothing more (one statement, its own transaction): False
+    once it was reclaimed, which the full `heartbeat` then repairs."""
+    cur = conn.execute("UPDATE owners SET heartbeat_at = ? WHERE id = ?", (now_ms(), owner))
+    return bool(cur.rowcount == 1)
+
+
 def heartbeat(conn: sqlite3.Connection, owner: str, reclaim_after_ms: int) -> Heartbeat:
     """Prove `owner` alive, and reclaim what owners silent for longer than the limit hold."""
     now = now_ms()

@@ -159,6 +159,11 @@ class Store:
     def queued(self) -> int:
         return self._send.statistics().current_buffer_used
 
+    def side_connection(self) -> Any:
+        """A connection of its own in autocommit mode, outside the writer and the readers,
+        for a thread that must not wait behind them (the heartbeat); the caller closes it."""
+        return self._engine.side_connection()
+
     # -- reads ---------------------------------------------------------------------------
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         self.stats.reads += 1
