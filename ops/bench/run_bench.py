@@ -18,7 +18,7 @@ alternate within every scenario):
   burst       --burst N concurrent streams, one connection each
 
 then, once, the hold test: for each N in --hold a fresh gateway relays N slow streams
-(the fake upstream sends one chunk per second for --hold-seconds), opened at
+(the fake upstream sends one chunk every --hold-interval s for --hold-seconds), opened at
 --hold-rate per second, while the RSS of its process tree (supervisor and workers) and
 its open files are sampled; the same N straight to the fake upstream is the client's own
 baseline. The stream client is one process: its CPU (average and its busiest 2 s) is
@@ -453,9 +453,9 @@ class Bench:
             "--stream-delay",
             str(self.a.stream_delay),
             "--slow-delay",
-            "1.0",
+            str(self.a.hold_interval),
             "--slow-chunks",
-            str(self.a.hold_seconds),
+            str(max(1, round(self.a.hold_seconds / self.a.hold_interval))),
         ]
         self.upstream = Proc("fake-upstream", cmd, dict(os.environ), self.out / "fake_upstream.log")
         wait_ready(self.upstream, self.up_url + "/health", 20)
@@ -838,6 +838,7 @@ def collect_meta(a: argparse.Namespace, b: Bench) -> dict[str, Any]:
         "burst": a.burst,
         "hold": a.hold,
         "hold_seconds": a.hold_seconds,
+        "hold_interval": a.hold_interval,
         "hold_rate": a.hold_rate,
         "stream_delay_s": a.stream_delay,
         "hold_max_connections": a.hold_max_connections or "default",
@@ -1148,7 +1149,8 @@ def report(meta: dict[str, Any], s: dict[str, Any], out: Path) -> str:
         L.append("")
         L.append(
             f"## Concurrent slow streams held by the gateway ({meta.get('workers', 1)} worker(s); one chunk "
-            f"per second for {meta.get('hold_seconds')} s, opened at {meta.get('hold_rate')}/s; upstream pool "
+            f"every {meta.get('hold_interval', 1.0)} s for {meta.get('hold_seconds')} s, "
+            f"opened at {meta.get('hold_rate')}/s; upstream pool "
             f"max_connections: {meta.get('hold_max_connections')})"
         )
         L.append("")
@@ -1227,7 +1229,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--hold", type=_ints, default=[1000, 5000, 10000], help="slow-stream levels for the hold test ('' = skip)"
     )
-    ap.add_argument("--hold-seconds", type=int, default=30, help="length of a slow stream (1 chunk/s)")
+    ap.add_argument("--hold-seconds", type=int, default=30, help="length of a slow stream")
+    ap.add_argument("--hold-interval", type=float, default=1.0, help="seconds between the chunks of a slow stream")
     ap.add_argument("--hold-rate", type=float, default=500.0, help="slow streams opened per second")
     ap.add_argument(
         "--no-hold-direct",

@@ -36,7 +36,7 @@ from .anthropic_stream import (
     read_counts,
     usage_from_counts,
 )
-from .base import Completion, UpstreamRequest, load_object, read_refusal, upstream_error
+from .base import Completion, UpstreamRequest, json_body, load_object, read_refusal, upstream_error
 
 API_VERSION = "2023-06-01"  # see the module docstring before moving it
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires a limit; OpenAI clients often send none
@@ -69,7 +69,7 @@ class AnthropicAdapter:
             headers["x-api-key"] = api_key
         if chat.stream:
             headers["accept"] = "text/event-stream"
-        return UpstreamRequest("/v1/messages", headers, orjson.dumps(body))
+        return UpstreamRequest("/v1/messages", headers, json_body(body))
 
     def chat_response(self, body: bytes, model: Model) -> Completion:
         data = load_object(body, self.provider)
@@ -143,7 +143,7 @@ class AnthropicAdapter:
         sent.update(headers)
         if api_key:
             sent["x-api-key"] = api_key
-        return UpstreamRequest("/v1/messages/count_tokens", sent, orjson.dumps(body))
+        return UpstreamRequest("/v1/messages/count_tokens", sent, json_body(body))
 
     def error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
         refusal = read_refusal(status, body)

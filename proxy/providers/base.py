@@ -31,6 +31,13 @@ MESSAGE_CHARS = 1000  # of an upstream's error message
 EXCERPT_CHARS = 300  # of a body that is not an error envelope
 
 
+def json_body(obj: Any) -> bytes:
+    """`obj` as a request body: a compact copy of what orjson wrote. orjson's bytes keep
+    the buffer it wrote into (4 KB for a small body, all of it resident), and a body lives
+    as long as its request: 10,000 open streams held 40 MB of it."""
+    return memoryview(orjson.dumps(obj)).tobytes()
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
     path: str  # appended to the provider's base URL

@@ -15,13 +15,11 @@ import base64
 import struct
 from typing import Any, Protocol
 
-import orjson
-
 from ..core.chat import Usage, token_count
 from ..core.embeddings import EmbeddingRequest, EmbeddingResult
 from ..core.errors import BadRequest, GatewayError, UpstreamError
 from ..core.model import Model
-from .base import UpstreamRequest, load_object, read_refusal, upstream_error
+from .base import UpstreamRequest, json_body, load_object, read_refusal, upstream_error
 from .openai import fault
 
 Vector = list[float] | str  # floats, or OpenAI's base64 of little-endian float32
@@ -56,7 +54,7 @@ class OpenAIEmbeddings:
         self, request: EmbeddingRequest, model: Model, api_key: str | None
     ) -> list[UpstreamRequest]:
         body = {**request.body, "model": model.upstream_id}
-        return [UpstreamRequest("/embeddings", json_headers(api_key), orjson.dumps(body))]
+        return [UpstreamRequest("/embeddings", json_headers(api_key), json_body(body))]
 
     def embeddings_response(
         self, bodies: list[bytes], request: EmbeddingRequest, model: Model
@@ -81,7 +79,7 @@ class MistralEmbeddings(OpenAIEmbeddings):
         body: dict[str, Any] = {"model": model.upstream_id, "input": list(request.texts)}
         if request.dimensions is not None:
             body["output_dimension"] = request.dimensions
-        return [UpstreamRequest("/embeddings", json_headers(api_key), orjson.dumps(body))]
+        return [UpstreamRequest("/embeddings", json_headers(api_key), json_body(body))]
 
 
 def json_headers(api_key: str | None) -> dict[str, str]:

@@ -21,7 +21,7 @@ import orjson
 from ..core.chat import ChatRequest, Usage
 from ..core.errors import BadRequest, GatewayError, UpstreamError
 from ..core.model import Model
-from .base import Completion, UpstreamRequest, load_object, read_refusal, upstream_error
+from .base import Completion, UpstreamRequest, json_body, load_object, read_refusal, upstream_error
 from .google_stream import (
     GoogleStream,
     completion_id,
@@ -75,7 +75,7 @@ class GoogleAdapter:
         if chat.stream:
             headers["accept"] = "text/event-stream"
         path = f"/v1beta/models/{model.upstream_id}:{method}"
-        return UpstreamRequest(path, headers, orjson.dumps(gemini_body(chat)))
+        return UpstreamRequest(path, headers, json_body(gemini_body(chat)))
 
     def chat_response(self, body: bytes, model: Model) -> Completion:
         data = load_object(body, self.provider)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ..core.embeddings import EmbeddingRequest, EmbeddingResult
 from ..core.errors import GatewayError, UpstreamError
 from ..core.model import Model
-from .base import UpstreamRequest, load_object, read_refusal, upstream_error
+from .base import UpstreamRequest, json_body, load_object, read_refusal, upstream_error
 from .embeddings import refuse_tokens, result
 from .google_stream import error_from_google, fault
 
@@ -45,7 +43,7 @@ class GoogleEmbeddings:
                 item["outputDimensionality"] = request.dimensions
             items.append(item)
         return [
-            UpstreamRequest(path, headers, orjson.dumps({"requests": items[i : i + BATCH]}))
+            UpstreamRequest(path, headers, json_body({"requests": items[i : i + BATCH]}))
             for i in range(0, len(items), BATCH)
         ]
 

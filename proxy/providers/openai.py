@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ..core.chat import ChatRequest, usage_from_openai
 from ..core.errors import Fault, GatewayError, UpstreamError
 from ..core.model import Model
@@ -21,6 +19,7 @@ from .base import (
     Refusal,
     UpstreamRequest,
     common_fault,
+    json_body,
     load_object,
     read_refusal,
     refusal_from,
@@ -50,7 +49,7 @@ class OpenAIAdapter:
             headers["authorization"] = f"Bearer {api_key}"
         if chat.stream:
             headers["accept"] = "text/event-stream"
-        return UpstreamRequest("/chat/completions", headers, orjson.dumps(body))
+        return UpstreamRequest("/chat/completions", headers, json_body(body))
 
     def chat_response(self, body: bytes, model: Model) -> Completion:
         data = load_object(body, self.provider)

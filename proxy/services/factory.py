@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import outcome
@@ -21,7 +20,6 @@ from ..access.auth import KeyAuth
 from ..access.limit_store import LimitStore
 from ..access.ratelimit import RateLimiter, limit_store
 from ..core.config import Settings
-from ..core.errors import ConfigError
 from ..core.money import format_usd
 from ..money.metering import Meter
 from ..money.reserve import Reservations
@@ -32,15 +30,8 @@ from ..routing.autoroute import AutoRouter
 from ..routing.catalog import build_catalog
 from ..routing.sessions import Sessions
 from ..store import (
-    Migration,
     Store,
-    StoreError,
-    migrate,
-    open_database,
-    pending_migrations,
-    schema_version,
 )
-from ..store.lock import DatabaseLock
 from ..upstream.cooldown import Cooldowns
 from ..upstream.documents import DocumentFetcher
 from ..upstream.failover import Failover
@@ -50,6 +41,7 @@ from .accounts import AccountService
 from .admin import AdminService
 from .callers import Callers
 from .chat import ChatService
+from .database import migrate_database
 from .device_flow import DeviceFlowService
 from .embeddings import EmbeddingService
 from .identity import IdentityService
@@ -244,36 +236,6 @@ def _metrics_peers(settings: Settings) -> MetricsPeers | None:
         return None
     others = tuple(role.metrics_socket(i) for i in range(role.count) if i != role.index)
     return MetricsPeers(role.metrics_socket(role.index), others)
-
-
-def migrate_database(settings: Settings) -> tuple[list[str], int]:
-    """Create or upgrade the schema: (migrations applied, schema version). Blocks: call it
-    before serving or in a thread. A database that cannot be opened is one line."""
-    try:
-        conn = open_database(database_target(settings))
-        try:
-            if settings.scale.database_url:  # an advisory lock in each migration
-                return migrate(conn), schema_version(conn)
-            with DatabaseLock(settings.db_path, exclusive=False):  # not during a restore
-                return migrate(conn), schema_version(conn)
-        finally:
-            conn.close()
-    except StoreError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def pending_database_migrations(settings: Settings) -> tuple[int, list[Migration]]:
-    """(the schema version, the migrations `migrate_database` would apply), the database
-    left exactly as it was: an operator reads this before upgrading a live file."""
-    try:
-        return pending_migrations(database_target(settings))
-    except StoreError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def database_target(settings: Settings) -> Path | str:
-    """The PostgreSQL URL when there is one (it wins over the SQLite path), else the file."""
-    return settings.scale.database_url or settings.db_path
 
 
 @dataclass(frozen=True)
