@@ -6,15 +6,17 @@ import argparse
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from proxy.core.config import Settings, load_settings
 from proxy.core.errors import ConfigError, GatewayError
-from proxy.services import AccountService, OperatorServices, with_operator
 
 from .output import EXIT_SERVER, EXIT_USER, UserFacingError
+
+if TYPE_CHECKING:  # `serve` imports this module: its supervisor never builds the services
+    from proxy.services import AccountService, OperatorServices
 
 T = TypeVar("T")
 
@@ -59,6 +61,8 @@ def run_operator(
             detail = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
             await services.admin.record("cli", action, target, detail, "terminal")
         return result
+
+    from proxy.services import with_operator
 
     try:
         return trio.run(with_operator, settings, audited)

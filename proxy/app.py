@@ -15,7 +15,7 @@ from admin import admin_blueprint
 from .core.config import Settings
 from .http.edge import Edge
 from .http.forwarded import Forwarded
-from .http.mcp import McpServer
+from .http.mcp_server import McpServer
 from .http.metrics import MetricsListener
 from .http.web import quart_app
 from .services import Services, build_services

@@ -2,9 +2,10 @@
 
 Built on the official `mcp` SDK (the only module of ours that imports it): `MCPServer`
 declares the tools, its streamable-HTTP app serves them statelessly with JSON answers,
-for the initialize-handshake protocol versions and the per-request one alike. The
-SDK's session manager must run while the app serves: `McpServer.run` holds it open in
-the app's nursery. `McpFront` (`mcp_edge`) has authenticated the request already; a
+for the initialize-handshake protocol versions and the per-request one alike. The SDK
+weighs ~26 MB in every gateway process, so it loads with the first `/mcp` request
+(`mcp_server.McpServer`), which also runs its session manager while the app serves.
+`McpFront` (`mcp_edge`) has authenticated the request already; a
 tool finds its caller in the ASGI scope of the request the SDK hands it.
 
 Each tool does what its `/api/v1` route does, through the same services and JSON
@@ -23,7 +24,6 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import orjson
-import trio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
@@ -33,7 +33,6 @@ from ..core.config import Settings
 from ..core.errors import AuthenticationFailed, GatewayError
 from ..services import Caller, Services
 from . import api_wire as wire
-from .asgi import Receive, Scope, Send
 from .mcp_edge import CALLER, MCP_PATH
 from .openai_wire import models_json
 
@@ -110,39 +109,32 @@ class Reply:
 ToolFn = Callable[..., Awaitable[Reply]]
 
 
-class McpServer:
-    """The SDK's server with our tools, and the lifetime of its session manager."""
+@dataclass(frozen=True)
+class SdkServer:
+    """The SDK's server with our tools: its streamable-HTTP app, and the session manager
+    that must run while the app serves (`mcp_server.McpServer` holds it open)."""
 
-    def __init__(self, services: Services) -> None:
-        self._server = MCPServer(
-            "tokenroute",
-            title="tokenroute",
-            instructions=INSTRUCTIONS,
-            version=version("tokenroute"),
-        )
-        add_tools(self._server, services)
-        self._app = self._server.streamable_http_app(
-            streamable_http_path=MCP_PATH,
-            stateless_http=True,
-            json_response=True,
-            transport_security=transport_guard(services.settings),
-            max_request_body_size=services.settings.max_body_bytes,  # the edge has read it
-        )
-        self._running = trio.CancelScope()
+    app: Callable[..., Awaitable[None]]
+    session_manager: Any
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Hold the SDK's session manager (its task group) open until `stop`."""
-        with self._running:
-            async with self._server.session_manager.run():
-                task_status.started()
-                await trio.sleep_forever()
 
-    def stop(self) -> None:
-        self._running.cancel()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one `/mcp` request (the edge has authenticated it) with the SDK's app."""
-        await self._app(scope, receive, send)  # type: ignore[arg-type]  # Starlette's Send
+def build(services: Services) -> SdkServer:
+    """Declare the tools and build the SDK's app (stateless, JSON answers)."""
+    server = MCPServer(
+        "tokenroute",
+        title="tokenroute",
+        instructions=INSTRUCTIONS,
+        version=version("tokenroute"),
+    )
+    add_tools(server, services)
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=True,
+        transport_security=transport_guard(services.settings),
+        max_request_body_size=services.settings.max_body_bytes,  # the edge has read it
+    )
+    return SdkServer(app, server.session_manager)
 
 
 def transport_guard(settings: Settings) -> TransportSecuritySettings:
