@@ -79,6 +79,7 @@ class Services:
     _relay: Relay
     _documents: DocumentFetcher
     _wallets: Wallets
+    _tokens: TokenCounter
     _limits: LimitStore  # keys' limits and stream counts, upstream verdicts: maybe shared
     _auth: KeyAuth
     _housekeeping: trio.CancelScope
@@ -100,6 +101,7 @@ class Services:
                 released,
                 format_usd(amount),
             )
+        await self._tokens.load()
         self._relay.open()
         await nursery.start(self._keep_house)
         nursery.start_soon(self.retention.run)
@@ -222,6 +224,7 @@ def build_services(settings: Settings) -> Services:
         _relay=relay,
         _documents=documents,
         _wallets=wallets,
+        _tokens=tokens,
         _limits=limits,
         _auth=auth,
         _housekeeping=trio.CancelScope(),
