@@ -7,6 +7,7 @@ import argparse
 import logging
 
 from proxy.core.config import Settings
+from proxy.core.config_scale import redacted_url
 from proxy.core.errors import ConfigError
 from proxy.core.logs import event
 from proxy.services import migrate_database
@@ -52,8 +53,10 @@ def _log_config(settings: Settings) -> None:
     """What this server runs with (no secret: key and secret settings are left out)."""
     log = logging.getLogger("tokenroute")
     names = [p.name for p in settings.providers]
+    scale = settings.scale
     fields = {
-        "db": str(settings.db_path),
+        "db": redacted_url(scale.database_url) if scale.database_url else str(settings.db_path),
+        "redis": redacted_url(scale.redis_url) if scale.redis_url else None,
         "providers": names,
         "public_url": settings.public_url,
         "host": settings.host,

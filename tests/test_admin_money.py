@@ -53,6 +53,8 @@ async def test_money_commands_refuse_bad_input_in_one_line(tmp_path: Path) -> No
         (("ledger", "--key", "nope"), "no key with id nope"),
         (("set-limits", "--key", key["id"], "--tier", "gold"), "no tier named 'gold'"),
         (("set-limits", "--key", key["id"], "--rps", "0"), "--rps"),
+        (("set-limits", "--key", key["id"], "--rps", "nan"), "rps must be a number above 0"),
+        (("set-limits", "--key", key["id"], "--rps", "inf"), "rps must be a number above 0"),
         (("set-limits", "--key", key["id"]), "nothing to change"),
     ]
     for args, message in cases:

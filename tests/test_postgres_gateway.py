@@ -6,6 +6,8 @@ The server is real (`tests/pg_cluster.py`); these tests fail, never skip, withou
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import openai
 import pytest
 import trio
@@ -19,6 +21,8 @@ from tests import test_money
 from tests.cli_helpers import clean_env, run_cli, run_json
 from tests.conftest import RunningGateway, running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.pg_cluster import PASSWORD
+from tests.process_helpers import process_env, serving
 
 pytestmark = pytest.mark.scaleout
 MODEL = "openai/gpt-4o-mini"
@@ -153,3 +157,17 @@ async def test_the_supervisor_reclaims_a_dead_workers_lease_on_postgresql(
     finally:
         conn.close()
     assert not pg_settings.db_path.exists()
+
+
+async def test_serve_names_the_database_it_runs_on_without_its_password(
+    tmp_path: Path, pg_settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    url = pg_settings.scale.database_url or ""
+    env = {**process_env(fake_openai), "TOKENROUTE_DATABASE_URL": url}
+    log = tmp_path / "serve.log"
+    async with serving(str(tmp_path / "not-used.db"), env, log, "--workers", "1"):
+        pass
+    text = log.read_text()
+    starting = next(line for line in text.splitlines() if " starting " in line)
+    assert "db=postgresql://" in starting and ":***@127.0.0.1" in starting, starting
+    assert "not-used.db" not in starting and PASSWORD not in text

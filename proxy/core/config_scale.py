@@ -73,7 +73,7 @@ def parse_database_url(setting: str, value: Any) -> str | None:
     if not text:
         return None
     if not text.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"{setting}: expected a postgresql:// URL, got {_redacted(text)!r}")
+        raise ConfigError(f"{setting}: expected a postgresql:// URL, got {redacted_url(text)!r}")
     return text
 
 
@@ -82,7 +82,7 @@ def parse_redis_url(setting: str, value: Any) -> str | None:
     if not text:
         return None
     if not text.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{setting}: expected a redis:// URL, got {_redacted(text)!r}")
+        raise ConfigError(f"{setting}: expected a redis:// URL, got {redacted_url(text)!r}")
     return text
 
 
@@ -118,8 +118,8 @@ def scale_from(
     return ScaleSettings(**values), sources
 
 
-def _redacted(url: str) -> str:
-    """A URL without its password, fit for an error line."""
+def redacted_url(url: str) -> str:
+    """A URL without its password, fit for an error or a log line."""
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

@@ -9,6 +9,7 @@ bad input), so each surface renders them its own way.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -260,8 +261,8 @@ class AccountService:
         if tier is not None and tier not in tiers:
             known = ", ".join(sorted(tiers))
             raise BadRequest(f"no tier named {tier!r} (known: {known})", param="tier")
-        if rps is not None and rps <= 0:
-            raise BadRequest("rps must be above 0", param="rps")
+        if rps is not None and not (0 < rps < math.inf):  # NaN fails too (SQLite stores NULL)
+            raise BadRequest("rps must be a number above 0", param="rps")
         if burst is not None and burst < 1:
             raise BadRequest("burst must be at least 1", param="burst")
         if max_streams is not None and max_streams < 0:
