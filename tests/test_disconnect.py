@@ -36,7 +36,8 @@ async def test_client_disconnect_cancels_upstream_and_records_usage(
             await trio.sleep(0.005)
     end = fake_openai.stream_ends[0]
     assert not end.completed
-    assert end.at - closed_at < 0.2, f"upstream closed {end.at - closed_at:.3f} s after the client"
+    # at once, not when the stream would have ended (~10 s); loose: a shared machine stalls
+    assert end.at - closed_at < 2.0, f"upstream closed {end.at - closed_at:.3f} s after the client"
     assert end.chunks_sent < 10
 
     [row] = await gateway.wait_usage_rows(1)
@@ -62,7 +63,8 @@ async def test_a_non_streaming_client_that_leaves_cancels_the_upstream(
     with trio.fail_after(5):
         while not fake_openai.cancelled:  # noqa: ASYNC110 (polling the fake's record)
             await trio.sleep(0.005)
-    assert fake_openai.cancelled[0] - left_at < 0.2, "the upstream ran on after the client left"
+    # at once, not after its 60 s; loose: a shared machine stalls
+    assert fake_openai.cancelled[0] - left_at < 2.0, "the upstream ran on after the client left"
     [row] = await gateway.wait_usage_rows(1)
     assert (row["key_id"], row["status"], row["stream"]) == (key_id, 499, 0)
     # billed what the upstream took in: the prompt, estimated; no output

@@ -282,7 +282,8 @@ async def test_a_client_that_leaves_cancels_the_upstream_and_pays_the_input(
     with trio.fail_after(5):
         while not world.openai.cancelled:  # noqa: ASYNC110 (polling the fake's record)
             await trio.sleep(0.005)
-    assert world.openai.cancelled[0] - left_at < 0.2, "the upstream ran on after the client left"
+    # at once, not after its 60 s; loose: a shared machine stalls
+    assert world.openai.cancelled[0] - left_at < 2.0, "the upstream ran on after the client left"
     [row] = await world.gateway.wait_usage_rows(1)
     # the upstream took the input: it is billed, counted, as the provider would bill it
     assert (row["status"], row["estimated"], row["tokens_in"]) == (499, 1, o200k(TEXTS))

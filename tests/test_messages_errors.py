@@ -180,7 +180,8 @@ async def test_a_client_that_leaves_mid_stream_cuts_the_upstream_and_pays_for_it
             await trio.sleep(0.005)
     end = world.anthropic.stream_ends[0]
     assert not end.completed and end.chunks_sent < 10
-    assert end.at - closed_at < 0.2, f"upstream closed {end.at - closed_at:.3f} s after the client"
+    # at once, not when the stream would have ended (~10 s); loose: a shared machine stalls
+    assert end.at - closed_at < 2.0, f"upstream closed {end.at - closed_at:.3f} s after the client"
     [row] = await world.gateway.wait_usage_rows(1)
     assert (row["status"], row["stream"], row["estimated"]) == (499, 1, 1)
     assert 3 <= row["tokens_out"] <= 2 * end.chunks_sent + 2 and row["cost"] > 0
