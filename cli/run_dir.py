@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from proxy.core.pids import running
+
 PREFIX = "tokenroute-"
 SHM = Path("/dev/shm")
 _NAME = re.compile(rf"^{PREFIX}(\d+)-")
@@ -49,20 +51,10 @@ def remove_stale(parent: Path) -> list[Path]:
     removed = []
     for entry in parent.iterdir():
         match = _NAME.match(entry.name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or running(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):  # another start removed it first
             if entry.is_dir() and entry.stat().st_uid == os.getuid():
                 shutil.rmtree(entry)
                 removed.append(entry)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process now holds that pid
-    return True

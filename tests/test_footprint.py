@@ -42,3 +42,13 @@ def test_a_request_body_is_its_own_size() -> None:
         tracemalloc.stop()
     assert kept.startswith(b'{"model"')
     assert size < 512, f"{size} bytes held for a {len(kept)}-byte body"
+
+
+def test_every_name_the_services_package_exports_loads_from_its_home() -> None:
+    """The lazy package lists each name three times (type checkers, the loader, `__all__`):
+    a name missing from one is caught here, not by the first surface that asks for it."""
+    import proxy.services as services
+
+    assert sorted(services.__all__) == sorted(services._HOMES)
+    for name in services.__all__:
+        assert getattr(services, name) is not None  # its home defines it

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 from dataclasses import dataclass
 
+from ..core.pids import running
 from .accounts import Missing, now_ms
 
 
@@ -177,7 +178,7 @@ def dead_here(conn: sqlite3.Connection) -> tuple[str, ...]:
     host = socket.gethostname()
     gone = []
     for owner, pid in conn.execute("SELECT id, pid FROM owners WHERE host = ?", (host,)):
-        if pid != os.getpid() and not _running(int(pid)):
+        if pid != os.getpid() and not running(int(pid)):
             gone.append(owner)
     return tuple(gone)
 
@@ -211,13 +212,3 @@ def problems(conn: sqlite3.Connection) -> list[str]:
             "ON l.key_id = k.id WHERE k.leased != coalesce(l.total, 0)"
         )
     ]
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
