@@ -63,8 +63,9 @@ def tables(db: Path) -> dict[str, dict[int, tuple[Any, ...]]]:
 async def test_a_backup_taken_while_50_streams_run_restores_whole(
     nursery: trio.Nursery, tmp_path: Path, fake_openai: FakeOpenAI, gateway_settings: Settings
 ) -> None:
-    fake_openai.chunk_delay = 0.05
-    fake_openai.words = [f" w{i}" for i in range(60)]  # each stream runs ~3 s
+    fake_openai.chunk_delay = 0.01
+    fake_openai.words = [f" w{i}" for i in range(20)]
+    fake_openai.release = trio.Event()  # the streams stay open until the copy is taken
     db, copy, env = gateway_settings.db_path, tmp_path / "backup.db", clean_env()
     async with running_gateway(nursery, gateway_settings) as gateway:
         key_id, raw = gateway.create_key(credit="50")
@@ -91,6 +92,7 @@ async def test_a_backup_taken_while_50_streams_run_restores_whole(
             assert refused.returncode == 1
             assert "open in a running tokenroute" in json.loads(refused.stdout)["error"]["message"]
             stop_writing.set()
+            fake_openai.release.set()
         report = json.loads(done.stdout)
         assert report["ok"] and report["problems"] == [] and report["rows"]["usage"] >= 3000
     final = tables(db)

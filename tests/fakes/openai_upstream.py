@@ -91,6 +91,7 @@ class FakeOpenAI(FakeServer):
     fail_mid_stream_after: int | None = None  # send an error event after N content chunks
     huge_content: int = 0  # stream one content event this many bytes long, in 4 KB writes
     hang_before_headers: bool = False  # never answer
+    release: trio.Event | None = None  # streams pause after their first word until it is set
     think_seconds: float = 0.0  # wait this long before a non-streaming answer
     cancelled: list[float] = field(default_factory=list)  # trio clock, when a wait was cut
     strict: bool = False  # refuse unknown fields as OpenAI does
@@ -356,6 +357,8 @@ class FakeOpenAI(FakeServer):
                     ):
                         yield b"data: " + orjson.dumps(MID_STREAM_ERROR) + b"\n\n"
                         return
+                    if self.release is not None and sent == 1:
+                        await self.release.wait()
                     await trio.sleep(self.chunk_delay)
                     yield self._chunk(
                         body,
