@@ -66,13 +66,14 @@ async def test_concurrent_streams_are_capped_per_key(
     )
     assert done.returncode == 0, done.stderr
     await trio.sleep(1.2)  # the server re-reads the key within a second
-    fake_openai.chunk_delay = 0.05
+    fake_openai.release = trio.Event()  # the first stream stays open until it is set
     client = gateway.client(raw)
     first = await client.chat.completions.create(model=MODEL, messages=HI, stream=True)
     with pytest.raises(openai.RateLimitError) as caught:
         await client.chat.completions.create(model=MODEL, messages=HI, stream=True)
     assert "streams open" in caught.value.body["message"]  # type: ignore[index]
     await client.chat.completions.create(model=MODEL, messages=HI)  # not a stream: allowed
+    fake_openai.release.set()
     async for _ in first:
         pass
     second = await client.chat.completions.create(model=MODEL, messages=HI, stream=True)
