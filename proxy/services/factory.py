@@ -46,7 +46,8 @@ from .device_flow import DeviceFlowService
 from .embeddings import EmbeddingService
 from .identity import IdentityService
 from .metrics import Metrics
-from .metrics_export import MetricsExport
+from .metrics_carry import CarriedCounts
+from .metrics_export import MetricsExport, Siblings
 from .metrics_peers import MetricsPeers
 from .payments import PaymentService
 from .reports import ReportService
@@ -218,7 +219,7 @@ def build_services(settings: Settings) -> Services:
             store=store,
             health=health,
             open_streams=lambda: limiter.open_streams,
-            siblings=peers.gather if peers else None,
+            siblings=_siblings(settings, peers),
         ),
         _store=store,
         _relay=relay,
@@ -237,8 +238,16 @@ def _metrics_peers(settings: Settings) -> MetricsPeers | None:
     role = settings.worker
     if role is None or role.count < 2:
         return None
-    others = tuple(role.metrics_socket(i) for i in range(role.count) if i != role.index)
+    others = {i: role.metrics_socket(i) for i in range(role.count) if i != role.index}
     return MetricsPeers(role.metrics_socket(role.index), others)
+
+
+def _siblings(settings: Settings, peers: MetricsPeers | None) -> Siblings | None:
+    role = settings.worker
+    if role is None or peers is None:
+        return None
+    carried = CarriedCounts(role.run_dir / "metrics-carried.json", role.count)
+    return Siblings(role.index, peers.gather, carried)
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,19 @@ name and labels added up, counters, histograms' buckets, sums and counts, and th
 that are amounts (queue depth, open streams, memory). The gauges that are states take the
 largest value instead (an upstream cooling in any worker, a failing store), and a
 process's start time the earliest; `tokenroute_workers_scraped` says how many workers
-the answer covers.
+answered. Counters and histograms are the sums `metrics_carry` keeps, so they never fall
+when a worker restarts or is late.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import trio
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.metrics_core import (
@@ -37,8 +41,10 @@ from ..core.errors import AuthenticationFailed, NotFound
 from ..store import Store
 from ..upstream.health import UpstreamHealth
 from .metrics import Histogram, Metrics
+from .metrics_carry import CarriedCounts, Counts
 
 UPSTREAM_STATES = ("healthy", "cooling", "probing")
+CARRIED_TYPES = frozenset({"counter", "histogram", "summary"})  # kept past a worker
 # Across workers a sample is summed, except these: states, not amounts.
 MERGED_BY: dict[str, Callable[[float, float], float]] = {
     "tokenroute_upstream_state": max,
@@ -48,6 +54,16 @@ MERGED_BY: dict[str, Callable[[float, float], float]] = {
     "process_max_fds": max,
     "python_info": max,
 }
+
+
+@dataclass(frozen=True)
+class Siblings:
+    """A worker's view of the others: their (pid, exposition) by worker index, and the
+    counts that outlive each of them."""
+
+    index: int
+    gather: Callable[[], Awaitable[dict[int, tuple[int, bytes]]]]
+    carried: CarriedCounts
 
 
 class MetricsExport:
@@ -61,9 +77,9 @@ class MetricsExport:
         store: Store,
         health: UpstreamHealth,
         open_streams: Callable[[], int],
-        siblings: Callable[[], Awaitable[list[bytes]]] | None = None,
+        siblings: Siblings | None = None,
     ) -> None:
-        """`siblings`: the other workers' own expositions (None: this process is alone)."""
+        """`siblings`: the other workers (None: this process is alone)."""
         self._secret = secret
         self._siblings = siblings
         self.registry = CollectorRegistry()
@@ -89,9 +105,15 @@ class MetricsExport:
         encode, content_type = choose_encoder(accept or "")
         if self._siblings is None:
             return encode(self.registry), content_type
-        others = await self._siblings()
+        others = await self._siblings.gather()
+        workers = {i: (pid, list(text_string_to_metric_families(text.decode())))
+                   for i, (pid, text) in others.items()}  # fmt: skip
+        workers[self._siblings.index] = (os.getpid(), list(self.registry.collect()))
+        seen = {index: (pid, counts_of(families)) for index, (pid, families) in workers.items()}
+        total = await trio.to_thread.run_sync(self._siblings.carried.update, seen)
+        families = merged([families for _, families in workers.values()], as_metrics(total))
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Merged(merged(self.registry.collect(), others)))
+        registry.register(_Merged(families))
         return encode(registry), content_type
 
     def own(self) -> bytes:
@@ -99,12 +121,16 @@ class MetricsExport:
         return generate_latest(self.registry)
 
 
-def merged(own: Iterable[Metric], others: list[bytes]) -> list[Metric]:
-    """The families of this process and of `others` (expositions), summed (`MERGED_BY`)."""
+def merged(workers: list[list[Metric]], carried: list[Metric] | None = None) -> list[Metric]:
+    """The families of the `workers` that answered, summed (`MERGED_BY`); the counters and
+    histograms are `carried` instead, when given."""
     families: dict[str, Metric] = {}
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Any]] = {}
-    parsed = (text_string_to_metric_families(text.decode()) for text in others)
-    for family in itertools.chain(own, *parsed):
+    answered = len(workers)
+    if carried is not None:
+        live = [[f for f in fs if f.type not in CARRIED_TYPES] for fs in workers]
+        workers = [*live, carried]
+    for family in itertools.chain.from_iterable(workers):
         if family.name not in families:
             families[family.name] = Metric(family.name, family.documentation, family.type)
             values[family.name] = {}
@@ -121,11 +147,34 @@ def merged(own: Iterable[Metric], others: list[bytes]) -> list[Metric]:
             family.add_sample(sample_name, labels, value)
     reporting = GaugeMetricFamily(
         "tokenroute_workers_scraped",
-        "Worker processes whose figures this answer sums (fewer than configured while one "
-        "restarts).",
-        value=1 + len(others),
+        "Worker processes that answered this scrape (fewer than configured while one "
+        "restarts; the counters still hold what was last seen of it).",
+        value=answered,
     )
     return [*families.values(), reporting]
+
+
+def counts_of(families: Iterable[Metric]) -> Counts:
+    """The counters and histograms of one process's families."""
+    counts: Counts = {}
+    for family in families:
+        if family.type not in CARRIED_TYPES:
+            continue
+        samples = counts.setdefault(family.name, (family.type, family.documentation, {}))[2]
+        for sample in family.samples:
+            if not sample.name.endswith("_created"):  # a timestamp, not a count
+                samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return counts
+
+
+def as_metrics(counts: Counts) -> list[Metric]:
+    families = []
+    for name, (kind, doc, samples) in counts.items():
+        family = Metric(name, doc, kind)
+        for (sample_name, labels), value in samples.items():
+            family.add_sample(sample_name, dict(labels), value)
+        families.append(family)
+    return families
 
 
 class _Merged:

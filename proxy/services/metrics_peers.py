@@ -2,12 +2,13 @@
 `/metrics` for the whole gateway.
 
 Each worker listens on a unix socket of its own in the supervisor's private run
-directory (mode 0700: only the gateway's user reaches it) and writes its own exposition,
-in Prometheus' text format after its length (8 bytes, big-endian: a cut answer is told
-from a whole one), to whoever connects, then closes: no request to parse. The worker a
+directory (mode 0700: only the gateway's user reaches it) and writes its pid and its own
+exposition, in Prometheus' text format, after their length (8 bytes each, big-endian: a
+cut answer is told from a whole one), to whoever connects, then closes: no request to
+parse. The worker a
 scrape lands on reads its siblings' the same way, all at once and each within `timeout`;
 a sibling that does not answer in time (restarting, or its loop stuck) is left out of
-that scrape rather than holding it up.
+that scrape rather than holding it up (its counts stand in, `metrics_carry`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,9 @@ MAX_EXPOSITION = 64 * 1024 * 1024  # a sibling's answer larger than this is not 
 
 
 class MetricsPeers:
-    """This worker's socket (`own`) and its siblings' (`siblings`)."""
+    """This worker's socket (`own`) and its siblings' (`siblings`, by worker index)."""
 
-    def __init__(
-        self, own: Path, siblings: tuple[Path, ...], timeout: float = PEER_TIMEOUT
-    ) -> None:
+    def __init__(self, own: Path, siblings: dict[int, Path], timeout: float = PEER_TIMEOUT) -> None:
         self.own = own
         self.siblings = siblings
         self._timeout = timeout
@@ -52,7 +51,7 @@ class MetricsPeers:
         async def answer(stream: trio.SocketStream) -> None:
             async with stream:
                 try:
-                    body = exposition()
+                    body = os.getpid().to_bytes(8, "big") + exposition()
                     with trio.move_on_after(self._timeout):
                         await stream.send_all(len(body).to_bytes(8, "big") + body)
                 except trio.BrokenResourceError:
@@ -62,14 +61,15 @@ class MetricsPeers:
         task_status.started()
         await trio.serve_listeners(answer, [listener])
 
-    async def gather(self) -> list[bytes]:
-        """The siblings' expositions that came in time, in no particular order."""
-        found: list[bytes] = []
+    async def gather(self) -> dict[int, tuple[int, bytes]]:
+        """The siblings' (pid, exposition) that came in time, by worker index."""
+        found: dict[int, tuple[int, bytes]] = {}
 
-        async def read(path: Path) -> None:
+        async def read(index: int, path: Path) -> None:
             with trio.move_on_after(self._timeout) as scope:
                 try:
-                    found.append(await _read_all(path))
+                    answer = await _read_all(path)
+                    found[index] = (int.from_bytes(answer[:8], "big"), answer[8:])
                 except (OSError, trio.BrokenResourceError) as error:  # none yet, refused, cut
                     log.debug("worker metrics at %s: %s", path, error)
             if scope.cancelled_caught:
@@ -77,8 +77,8 @@ class MetricsPeers:
                             self._timeout)  # fmt: skip
 
         async with trio.open_nursery() as nursery:
-            for path in self.siblings:
-                nursery.start_soon(read, path)
+            for index, path in self.siblings.items():
+                nursery.start_soon(read, index, path)
         return found
 
 
@@ -90,6 +90,6 @@ async def _read_all(path: Path) -> bytes:
             if len(received) > MAX_EXPOSITION + 8:
                 raise OSError(f"more than {MAX_EXPOSITION} bytes")
     size = int.from_bytes(received[:8], "big")
-    if len(received) != size + 8:
+    if len(received) != size + 8 or size < 8:
         raise OSError(f"a cut answer: {len(received) - 8} of {size} bytes")
     return bytes(received[8:])
