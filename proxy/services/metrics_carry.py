@@ -80,7 +80,9 @@ class CarriedCounts:
             "retired": _encode(state["retired"]),
         }
         partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps(raw, separators=(",", ":")))
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as file:
+            json.dump(raw, file, separators=(",", ":"))
         os.replace(partial, self.path)  # a reader sees the old file or the new, whole
 
 
