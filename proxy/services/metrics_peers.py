@@ -5,10 +5,10 @@ Each worker listens on a unix socket of its own in the supervisor's private run
 directory (mode 0700: only the gateway's user reaches it) and writes its pid and its own
 exposition, in Prometheus' text format, after their length (8 bytes each, big-endian: a
 cut answer is told from a whole one), to whoever connects, then closes: no request to
-parse. The worker a
-scrape lands on reads its siblings' the same way, all at once and each within `timeout`;
-a sibling that does not answer in time (restarting, or its loop stuck) is left out of
-that scrape rather than holding it up (its counts stand in, `metrics_carry`).
+parse. The worker a scrape lands on reads its siblings' the same way, all at once and
+each within `timeout`; a sibling that does not answer in time (restarting, or its loop
+stuck) is left out of that scrape rather than holding it up (its last seen counts stand
+in, `metrics_carry`).
 """
 
 from __future__ import annotations
