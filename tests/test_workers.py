@@ -35,8 +35,9 @@ CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": 
 
 
 def log_lines(log: Path) -> list[dict[str, Any]]:
+    """The whole lines so far: a process may be writing the last one as this reads."""
     found = []
-    for line in log.read_bytes().splitlines():
+    for line in log.read_bytes().split(b"\n")[:-1]:
         if line.startswith(b"{"):
             found.append(orjson.loads(line))
     return found
@@ -278,11 +279,11 @@ async def test_sigterm_lets_streams_on_both_workers_finish_then_exits_0(
 
 async def active_streams(run_dir: Path, worker: int) -> float:
     """Streams worker `worker` has open now, from its own counters (its metrics socket)."""
-    async with await trio.open_unix_socket(str(run_dir / f"metrics-{worker}.sock")) as stream:
-        received = b""
-        while chunk := await stream.receive_some(65536):
-            received += chunk
-    return samples(received[8:].decode(), "tokenroute_active_streams")
+    from proxy.services.metrics_peers import MetricsPeers
+
+    path = run_dir / f"metrics-{worker}.sock"
+    answers = await MetricsPeers(run_dir / "unused.sock", {worker: path}).gather()
+    return samples(answers[worker][1].decode(), "tokenroute_active_streams")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
