@@ -89,7 +89,7 @@ def own_requests(path: str) -> float:
         data = b""
         while chunk := s.recv(65536):
             data += chunk
-    return sum(float(v) for v in REQUESTS.findall(data[8:]))
+    return sum(float(v) for v in REQUESTS.findall(data[16:]))  # after the length and the pid
 
 
 def connections(port: int, pids: list[int]) -> dict[int, int]:
