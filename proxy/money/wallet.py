@@ -265,6 +265,8 @@ class Wallets:
         if amount <= 0:
             return
         wallet.lease -= amount
+        # Not empty: a take queued after this finds the amount free (one writer, in order).
+        wallet.empty_until = -math.inf
 
         def done(returned: int | None, error: BaseException | None) -> None:
             if error is not None:  # still leased in the store: still ours to spend
